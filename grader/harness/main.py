@@ -1,0 +1,172 @@
+"""In-sandbox harness: the only trusted code that runs inside the sandbox.
+
+This directory is mounted read-only into the sandbox and run as `python -I main.py /job/job.json`. It
+must stay standalone: it imports nothing from `grader`, `reference` or `service` (those are not
+visible inside), only the standard library, numpy and torch, and its sibling files, which it loads
+by path under private module names so that a student's `model.py` can never shadow them.
+
+Protocol
+--------
+job.json (written by the trusted side, read-only inside):
+    uid, gid          the dedicated unprivileged ids to drop to before touching any student file
+    out_fd            an inherited file descriptor to write the result to (no writable mount exists)
+    limits            {"cpu_s", "memory_mb", "max_processes", "file_mb", "open_files"}
+    threads           torch intra-op threads
+    submission        read-only mount of the unpacked submission; copied to `workdir` (tmpfs)
+    workdir           the student's writable working directory (private tmpfs)
+    inputs            {name: path to .npy}, loaded with allow_pickle=False
+    kind              "model" or "functions"; the rest of the job is for that kind's module
+
+Result written to out_fd: an uncompressed .npz whose arrays are the kind module's outputs, plus
+`__result__`, a uint8 array holding UTF-8 JSON: {"ok": bool, "error": {"code", "message",
+"message_zh"} | null, "info": {...}}.
+
+A kind module (`models.py`, `functions.py`) defines `run(job, inputs) -> (arrays, info)` and raises
+`HarnessError` (injected into it as a module global) for a problem the student should fix.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import resource
+import shutil
+import sys
+import traceback
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+
+
+class HarnessError(Exception):
+    def __init__(self, code: str, message: str, message_zh: str, **info: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.message_zh = message_zh
+        self.info = info
+
+
+def _load_sibling(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"_hwgrade_harness_{name}", HERE / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    module.HarnessError = HarnessError  # type: ignore[attr-defined]
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _drop_privileges(job: dict[str, Any]) -> None:
+    uid, gid = int(job["uid"]), int(job["gid"])
+    if os.getuid() == 0:
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)
+    if os.getuid() == 0 or os.geteuid() == 0:
+        raise SystemExit("harness: refusing to run student code as root")
+
+
+def _apply_limits(limits: dict[str, Any]) -> None:
+    def cap(res: int, value: int) -> None:
+        soft, hard = resource.getrlimit(res)
+        if hard != resource.RLIM_INFINITY:
+            value = min(value, hard)
+        resource.setrlimit(res, (value, value))
+
+    cap(resource.RLIMIT_CPU, int(limits["cpu_s"]))
+    if limits.get("memory_mb"):
+        cap(resource.RLIMIT_AS, int(limits["memory_mb"]) * 1024 * 1024)
+    cap(resource.RLIMIT_NPROC, int(limits["max_processes"]))
+    cap(resource.RLIMIT_FSIZE, int(limits["file_mb"]) * 1024 * 1024)
+    cap(resource.RLIMIT_NOFILE, int(limits["open_files"]))
+    cap(resource.RLIMIT_CORE, 0)
+
+
+def _copy_submission(src: Path, dst: Path) -> None:
+    # The mount is read-only; students' scripts may write next to their files, so they get a copy on
+    # the size-limited private tmpfs.
+    shutil.copytree(src, dst, symlinks=False, dirs_exist_ok=True)
+
+
+def _write_result(fd: int, arrays: dict[str, Any], result: dict[str, Any]) -> None:
+    import numpy as np
+
+    payload = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    payload["__result__"] = np.frombuffer(json.dumps(result, default=str).encode("utf-8"), dtype=np.uint8)
+    buf = io.BytesIO()
+    np.savez(buf, **payload)
+    data = buf.getvalue()
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.ftruncate(fd, 0)
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+    os.close(fd)
+
+
+def main(job_path: str) -> int:
+    job = json.loads(Path(job_path).read_text(encoding="utf-8"))
+    out_fd = int(job["out_fd"])
+    # Heavy, trusted imports happen before any student file is touched.
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(max(1, int(job.get("threads", 1))))
+    kind_module = _load_sibling("models" if job["kind"] == "model" else "functions")
+
+    _drop_privileges(job)
+    _apply_limits(job["limits"])
+
+    arrays: dict[str, Any] = {}
+    result: dict[str, Any] = {"ok": True, "error": None, "info": {}}
+    try:
+        workdir = Path(job["workdir"])
+        _copy_submission(Path(job["submission"]), workdir)
+        os.chdir(workdir)
+        inputs = {name: np.load(path, allow_pickle=False) for name, path in job["inputs"].items()}
+        arrays, info = kind_module.run(job, inputs)
+        result["info"] = info
+    except HarnessError as e:
+        result = {
+            "ok": False,
+            "error": {"code": e.code, "message": e.message, "message_zh": e.message_zh},
+            "info": e.info,
+        }
+    except MemoryError:
+        result = {
+            "ok": False,
+            "error": {
+                "code": "memory_limit",
+                "message": f"Your code ran out of memory (limit {job['limits']['memory_mb']} MB).",
+                "message_zh": f"你的代码超出了内存限制（{job['limits']['memory_mb']} MB）。",
+            },
+            "info": {"traceback": traceback.format_exc(limit=-8)},
+        }
+    except BaseException as e:  # noqa: BLE001 - student code may raise anything, SystemExit included
+        tb = traceback.format_exc(limit=-8)
+        result = {
+            "ok": False,
+            "error": {
+                "code": "crashed",
+                "message": f"Your code raised {type(e).__name__}: {e}",
+                "message_zh": f"你的代码抛出了异常 {type(e).__name__}: {e}",
+            },
+            "info": {"traceback": tb},
+        }
+        sys.stderr.write(tb)
+    _write_result(out_fd, arrays if result["ok"] else {}, result)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip interpreter teardown: student objects' __del__ and atexit hooks must not run after the
+    # result is written (and cannot change it).
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

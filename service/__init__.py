@@ -1,0 +1,1 @@
+"""hwgrade's web API, database and queue."""
