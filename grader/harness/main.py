@@ -58,6 +58,8 @@ def _load_sibling(name: str) -> ModuleType:
     module.HarnessError = HarnessError  # type: ignore[attr-defined]
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
+    # Set again after execution: a module may declare a placeholder for type checkers.
+    module.HarnessError = HarnessError  # type: ignore[attr-defined]
     return module
 
 

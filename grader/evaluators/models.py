@@ -1,0 +1,241 @@
+"""Model assignments (`phone-price`, `mnist`): accuracy on the hidden test set, scored outside the sandbox."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from grader import discover
+from grader.assignments import AssignmentSpec
+from grader.datasets import load_hidden
+from grader.evaluators.base import HarnessOutput, Prepared, Scored
+from grader.report import CheckResult, DatasetInfo, ErrorCode, GradeError, Message
+
+N_CLASSES = {"phone-price": 4, "mnist": 10}
+
+SCALER_FIX = """# in your training script, right after fitting the scaler:
+import pickle
+with open("scaler.pkl", "wb") as f:
+    pickle.dump(transfer, f)          # transfer = the fitted StandardScaler
+
+# homework.toml, at the top of the zip:
+[model]
+file = "model.py"
+name = "PhonePriceModel"
+kwargs = { input_dim = 20, output_dim = 4 }
+weights = "model/phone-price-model.bin"
+
+[preprocess]
+transformer = "scaler.pkl\""""
+
+
+def public_mask(n: int, dataset_sha256: str) -> np.ndarray:
+    """The fixed public half of a hidden set (Kaggle-style public/private split), from its hash."""
+    rng = np.random.default_rng(int(dataset_sha256[:16], 16))
+    mask = np.zeros(n, dtype=bool)
+    mask[rng.permutation(n)[: n // 2]] = True
+    return mask
+
+
+def confusion(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
+    cm = np.zeros((k, k), dtype=np.int64)
+    np.add.at(cm, (y, pred), 1)
+    return cm
+
+
+def macro_f1(cm: np.ndarray) -> float:
+    tp = np.diag(cm).astype(float)
+    precision = np.divide(tp, cm.sum(axis=0), out=np.zeros_like(tp), where=cm.sum(axis=0) > 0)
+    recall = np.divide(tp, cm.sum(axis=1), out=np.zeros_like(tp), where=cm.sum(axis=1) > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    return float(f1.mean())
+
+
+def _bad(en: str, zh: str) -> GradeError:
+    return GradeError(ErrorCode.bad_output, en, zh)
+
+
+def to_labels(pred: np.ndarray | None, n: int, k: int) -> tuple[np.ndarray, str]:
+    """Validate the model's outputs and turn them into class indices; -> (labels, "scores"|"indices")."""
+    if pred is None:
+        raise _bad("Your model produced no output.", "你的模型没有产生输出。")
+    if pred.ndim == 2 and pred.shape[1] == 1 and k > 1:
+        raise _bad(
+            f"Your model returns one number per sample (shape {pred.shape}); it must return {k} scores per "
+            f"sample (shape (n, {k})) or a class index per sample (shape (n,)).",
+            f"你的模型对每个样本只返回一个数（形状 {pred.shape}）；应返回每个样本 {k} 个分数（形状 (n, {k})）"
+            f"或类别下标（形状 (n,)）。",
+        )
+    if pred.ndim not in (1, 2) or pred.shape[0] != n:
+        raise _bad(
+            f"Your model returned shape {tuple(pred.shape)} for {n} test samples; expected ({n}, {k}) scores or "
+            f"({n},) class indices.",
+            f"{n} 个测试样本，你的模型返回的形状是 {tuple(pred.shape)}；应为 ({n}, {k}) 的分数或 ({n},) 的类别下标。",
+        )
+    if pred.dtype.kind == "f" and not np.isfinite(pred).all():
+        rows = np.where(~np.isfinite(pred).reshape(n, -1).all(axis=1))[0]
+        raise _bad(
+            f"Your model's outputs contain NaN or infinity ({len(rows)} of {n} samples, e.g. row {int(rows[0])}). "
+            f"Check the weights you saved and your preprocessing (division by zero?).",
+            f"你的模型输出中含有 NaN 或无穷大（{n} 个样本中有 {len(rows)} 个，例如第 {int(rows[0])} 行）。"
+            f"请检查保存的权重和预处理（是否除以了 0？）。",
+        )
+    if pred.ndim == 2:
+        if pred.shape[1] != k:
+            raise _bad(
+                f"Your model returns {pred.shape[1]} scores per sample, but this assignment has {k} classes.",
+                f"你的模型每个样本返回 {pred.shape[1]} 个分数，但本作业有 {k} 个类别。",
+            )
+        return pred.argmax(axis=1).astype(np.int64), "scores"
+    if pred.dtype.kind == "f" and not np.all(pred == np.round(pred)):
+        raise _bad(
+            f"Your model returns one fractional number per sample; return ({n}, {k}) scores or integer class indices.",
+            f"你的模型对每个样本返回一个小数；请返回 ({n}, {k}) 的分数或整数类别下标。",
+        )
+    labels = pred.astype(np.int64)
+    if labels.min(initial=0) < 0 or labels.max(initial=0) >= k:
+        raise _bad(
+            f"Your model returned class indices outside 0..{k - 1} (min {labels.min()}, max {labels.max()}).",
+            f"你的模型返回的类别下标超出了 0..{k - 1}（最小 {labels.min()}，最大 {labels.max()}）。",
+        )
+    return labels, "indices"
+
+
+def looks_double_softmaxed(pred: np.ndarray) -> bool:
+    """softmax(p) of a probability vector p stays within [1/(e+k-1), e/(e+k-1)]: a tell-tale sign."""
+    if pred.ndim != 2 or pred.dtype.kind != "f" or len(pred) == 0:
+        return False
+    k = pred.shape[1]
+    if not (np.all(pred >= 0) and np.allclose(pred.sum(axis=1), 1.0, atol=1e-3)):
+        return False
+    return bool(pred.max() <= math.e / (math.e + k - 1) + 1e-4)
+
+
+class ModelEvaluator:
+    def prepare(self, spec: AssignmentSpec, submission_dir: Path, data_dir: Path | None) -> Prepared:
+        hidden = load_hidden(spec.kind, data_dir)
+        files = sorted(
+            p.relative_to(submission_dir).as_posix() for p in submission_dir.rglob("*") if p.is_file()
+        )
+        plan = discover.plan_model(submission_dir, files, spec.kind)
+        job = {
+            "kind": "model",
+            "task": spec.kind,
+            "plan": plan,
+            "columns": hidden.columns,
+            "n_classes": N_CLASSES[spec.kind],
+            "batch_size": 1000,
+        }
+        return Prepared(
+            job=job,
+            inputs={"x": hidden.x},
+            state={"y": hidden.y, "sha256": hidden.sha256, "plan": plan},
+            dataset=DatasetInfo(name=hidden.name, sha256=hidden.sha256, n=int(len(hidden.y))),
+        )
+
+    def score(self, spec: AssignmentSpec, prepared: Prepared, output: HarnessOutput) -> Scored:
+        y: np.ndarray = prepared.state["y"]
+        k = N_CLASSES[spec.kind]
+        pred = output.arrays.get("pred")
+        labels, form = to_labels(pred, len(y), k)
+        assert pred is not None
+        cm = confusion(y, labels, k)
+        acc = float((labels == y).mean()) if len(y) else 0.0
+        mask = public_mask(len(y), prepared.state["sha256"])
+        pub = float((labels[mask] == y[mask]).mean()) if mask.any() else acc
+        priv = float((labels[~mask] == y[~mask]).mean()) if (~mask).any() else acc
+        info: dict[str, Any] = output.result.get("info", {}) if output.result else {}
+        metrics: dict[str, Any] = {
+            "accuracy": acc,
+            "macro_f1": macro_f1(cm),
+            "confusion_matrix": cm.tolist(),
+            "public_accuracy": pub,
+            "private_accuracy": priv,
+            "n": int(len(y)),
+            "correct": int((labels == y).sum()),
+            "output_form": form,
+        }
+        passed = acc >= spec.pass_threshold - 1e-12
+        check = CheckResult(
+            name="accuracy on the hidden test set",
+            passed=passed,
+            message=f"accuracy {acc:.4f} ({metrics['correct']}/{len(y)}); the pass mark is {spec.pass_threshold:.4f}",
+            message_zh=f"准确率 {acc:.4f}（{metrics['correct']}/{len(y)}）；及格线为 {spec.pass_threshold:.4f}",
+            expected=f">= {spec.pass_threshold}",
+            got=acc,
+        )
+        return Scored(
+            score=acc,
+            passed=passed,
+            metrics=metrics,
+            checks=[check],
+            hints=self.hints(spec, pred, labels, acc, k, info),
+        )
+
+    def hints(
+        self,
+        spec: AssignmentSpec,
+        pred: np.ndarray,
+        labels: np.ndarray,
+        acc: float,
+        k: int,
+        info: dict[str, Any],
+    ) -> list[Message]:
+        hints: list[Message] = []
+        preprocessed = any(key in info for key in ("transformer", "normalize", "preprocess"))
+        if spec.kind == "phone-price" and acc < 0.6 and not preprocessed:
+            hints.append(
+                Message(
+                    en="Accuracy is near chance and no scaler was applied. The features reach the model raw "
+                    "(ram is in the thousands, blue is 0/1): if you trained on standardized features "
+                    "(StandardScaler in your data loading), ship the fitted scaler so the grader applies the "
+                    f"same transform:\n{SCALER_FIX}",
+                    zh="准确率接近随机猜测，且没有使用标准化器。评测时特征以原始数值输入模型（ram 为几千，blue 为 0/1）："
+                    "如果训练时在数据加载中做了标准化（StandardScaler），请把拟合好的标准化器一起提交，"
+                    f"让评测使用同样的变换：\n{SCALER_FIX}",
+                )
+            )
+        if len(labels) and len(np.unique(labels)) == 1 and len(labels) > k:
+            hints.append(
+                Message(
+                    en=f"Your model predicts class {int(labels[0])} for every test sample; check that the "
+                    "weights you saved are the trained ones and that the inputs are preprocessed as in training.",
+                    zh=f"你的模型对所有测试样本都预测为类别 {int(labels[0])}；请确认保存的是训练后的权重，"
+                    "并且输入的预处理与训练时一致。",
+                )
+            )
+        if looks_double_softmaxed(pred):
+            hints.append(
+                Message(
+                    en="Your outputs look like softmax applied twice (all probabilities squeezed near 1/k). "
+                    "nn.CrossEntropyLoss already applies log-softmax: return raw logits from forward().",
+                    zh="你的输出看起来被做了两次 softmax（概率都挤在 1/k 附近）。nn.CrossEntropyLoss 已包含 "
+                    "log-softmax：forward() 直接返回 logits 即可。",
+                )
+            )
+        if info.get("flattened_input"):
+            hints.append(
+                Message(
+                    en="Your model expects flattened images, so the grader flattened the (n, 1, 28, 28) input for "
+                    "you. Add x = x.view(x.size(0), -1) at the start of forward() to follow the contract.",
+                    zh="你的模型需要展平的图像，评测已替你把 (n, 1, 28, 28) 的输入展平。请在 forward() 开头加上 "
+                    "x = x.view(x.size(0), -1) 以符合作业约定。",
+                )
+            )
+        if info.get("transformer_auto"):
+            hints.append(
+                Message(
+                    en=f"The grader applied {info['transformer']} (the only pickle in your zip) as your scaler. "
+                    "Name it in homework.toml under [preprocess] transformer to make this explicit.",
+                    zh=f"评测把 {info['transformer']}（压缩包中唯一的 pickle 文件）当作标准化器使用。"
+                    "请在 homework.toml 的 [preprocess] transformer 中明确写出。",
+                )
+            )
+        return hints
+
+
+EVALUATOR = ModelEvaluator()

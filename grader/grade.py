@@ -1,0 +1,202 @@
+"""`grade()`: one submission zip in, one GradeReport out — intake, plan, sandboxed run, trusted scoring."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import signal
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from grader import intake, sandbox
+from grader.assignments import AssignmentSpec
+from grader.evaluators.base import Evaluator, HarnessOutput
+from grader.report import ErrorCode, GradeError, GradeReport
+
+log = logging.getLogger(__name__)
+
+
+def evaluator_for(kind: str) -> Evaluator:
+    if kind in ("phone-price", "mnist"):
+        from grader.evaluators.models import EVALUATOR as model_evaluator
+
+        return model_evaluator
+    if kind in ("activations", "backprop", "optimizers"):
+        from grader.evaluators.functions import EVALUATOR as function_evaluator
+
+        return function_evaluator
+    raise ValueError(f"no evaluator for assignment kind {kind!r}")
+
+
+def limits_for(spec: AssignmentSpec, device: str) -> sandbox.SandboxLimits:
+    return sandbox.SandboxLimits(
+        timeout_s=spec.timeout_s,
+        cpu_s=int(spec.timeout_s * 4) + 10,
+        memory_mb=None if device == "cuda" else spec.memory_mb,
+        max_processes=spec.max_processes,
+    )
+
+
+def _error_from_run(
+    run: sandbox.SandboxRun, spec: AssignmentSpec, limits: sandbox.SandboxLimits
+) -> GradeError | None:
+    """Translate how the sandboxed process ended into a student-facing error (None: it succeeded)."""
+    if run.timed_out:
+        return GradeError(
+            ErrorCode.timeout,
+            f"Your code did not finish within {spec.timeout_s:g} s and was stopped. Make sure nothing runs "
+            f'at import time (training belongs under `if __name__ == "__main__":`) and that forward() has '
+            f"no endless loop.",
+            f"你的代码没有在 {spec.timeout_s:g} 秒内完成，已被终止。请确认导入时不会执行任何训练"
+            f'（训练代码应放在 `if __name__ == "__main__":` 下），且 forward() 中没有死循环。',
+        )
+    if run.bad_result:
+        return GradeError(
+            ErrorCode.bad_output,
+            f"The grader could not read your code's output: {run.bad_result}.",
+            f"评测无法读取你的代码的输出：{run.bad_result}。",
+        )
+    result = run.result
+    if result is None:
+        sig = run.signal
+        if sig == signal.SIGXCPU:
+            return GradeError(
+                ErrorCode.timeout,
+                f"Your code used more than {limits.cpu_s} s of CPU time and was stopped.",
+                f"你的代码占用的 CPU 时间超过 {limits.cpu_s} 秒，已被终止。",
+            )
+        if sig == signal.SIGKILL:
+            return GradeError(
+                ErrorCode.memory_limit,
+                f"Your code was killed, most likely for using more than {spec.memory_mb} MB of memory.",
+                f"你的代码被强制终止，很可能是因为内存使用超过了 {spec.memory_mb} MB。",
+            )
+        if sig == signal.SIGXFSZ:
+            return GradeError(
+                ErrorCode.crashed,
+                f"Your code tried to write a file larger than {limits.file_mb} MB and was stopped.",
+                f"你的代码试图写入超过 {limits.file_mb} MB 的文件，已被终止。",
+            )
+        how = f"signal {sig}" if sig else f"exit code {run.returncode}"
+        return GradeError(
+            ErrorCode.crashed,
+            f"Your code ended the process before the grader got a result ({how}). Don't call exit() or "
+            f"os._exit() in code that runs at import time; see the log below.",
+            f"在评测拿到结果之前，你的代码结束了进程（{how}）。不要在导入时执行的代码里调用 exit() 或 "
+            f"os._exit()；请查看下方日志。",
+        )
+    if not result.get("ok"):
+        err = result.get("error") or {}
+        raw_code = str(err.get("code", "crashed"))
+        message = str(err.get("message", "unknown error"))
+        if raw_code == "crashed" and (
+            "can't allocate memory" in message or "out of memory" in message.lower()
+        ):
+            raw_code = "memory_limit"
+        try:
+            code = ErrorCode(raw_code)
+        except ValueError:
+            code = ErrorCode.crashed
+        return GradeError(code, message, str(err.get("message_zh", message)))
+    return None
+
+
+def grade(
+    zip_path: Path,
+    spec: AssignmentSpec,
+    *,
+    data_dir: Path | None = None,
+    device: str = "cpu",
+    work_root: Path | None = None,
+) -> GradeReport:
+    """Grade one submission zip for `spec`; never raises for anything the submission contains."""
+    timings: dict[str, float] = {}
+    t_start = time.perf_counter()
+    report_kw: dict[str, Any] = {"assignment": spec.slug}
+    tmp = Path(tempfile.mkdtemp(prefix="hwgrade-grade-", dir=work_root))
+    tmp.chmod(0o711)
+    try:
+        t = time.perf_counter()
+        unpacked = intake.unpack(Path(zip_path), tmp / "submission")
+        timings["intake_s"] = time.perf_counter() - t
+        report_kw["attachments"] = unpacked.attachments
+
+        evaluator = evaluator_for(spec.kind)
+        t = time.perf_counter()
+        prepared = evaluator.prepare(spec, unpacked.root, data_dir)
+        timings["prepare_s"] = time.perf_counter() - t
+        report_kw["dataset"] = prepared.dataset
+        if "plan" in prepared.job:
+            report_kw["discovery"] = {"plan": prepared.job["plan"]}
+
+        limits = limits_for(spec, device)
+        run = sandbox.run_job(
+            unpacked.root, prepared.job, prepared.inputs, limits, device=device, work_root=work_root
+        )
+        timings["sandbox_s"] = run.wall_s
+        report_kw["sandbox"] = sandbox.describe(run.kind)
+        logs = run.logs_tail()
+        info = (run.result or {}).get("info") or {}
+        if isinstance(info, dict):
+            if info.get("traceback"):
+                logs = (logs + "\n" + str(info["traceback"]))[-8000:]
+            for k, v in (info.get("timings") or {}).items():
+                timings[f"harness_{k}"] = float(v)
+            report_kw.setdefault("discovery", {})["found"] = {
+                k: v for k, v in info.items() if k not in ("traceback", "timings", "ops")
+            }
+        if run.stdout_bytes + run.stderr_bytes > 2 * limits.log_cap_bytes:
+            logs = f"[output capped: {run.stdout_bytes + run.stderr_bytes} bytes printed]\n" + logs
+        report_kw["logs_tail"] = logs
+
+        err = _error_from_run(run, spec, limits)
+        if err is not None:
+            raise err
+        t = time.perf_counter()
+        scored = evaluator.score(spec, prepared, HarnessOutput(result=run.result or {}, arrays=run.arrays))
+        timings["score_s"] = time.perf_counter() - t
+        timings["total_s"] = time.perf_counter() - t_start
+        return GradeReport(
+            status="graded",
+            score=min(1.0, max(0.0, scored.score)),
+            passed=scored.passed,
+            metrics=scored.metrics,
+            checks=scored.checks,
+            hints=scored.hints,
+            timings=timings,
+            **report_kw,
+        )
+    except GradeError as e:
+        timings["total_s"] = time.perf_counter() - t_start
+        return GradeReport.failure(
+            spec.slug, e, timings=timings, **{k: v for k, v in report_kw.items() if k != "assignment"}
+        )
+    except sandbox.SandboxUnavailable as e:
+        log.exception("sandbox unavailable")
+        timings["total_s"] = time.perf_counter() - t_start
+        err = GradeError(
+            ErrorCode.sandbox_unavailable,
+            f"The grading sandbox is not available on this worker ({e}); your submission is kept and will be "
+            f"graded again. Nothing for you to fix.",
+            f"本评测机的沙箱暂不可用（{e}）；你的提交已保存，将重新评测。你无需做任何修改。",
+        )
+        return GradeReport.failure(
+            spec.slug, err, timings=timings, **{k: v for k, v in report_kw.items() if k != "assignment"}
+        )
+    except Exception:
+        log.exception("internal grader error")
+        timings["total_s"] = time.perf_counter() - t_start
+        err = GradeError(
+            ErrorCode.internal,
+            "The grader failed on its own side (not because of your code). Your submission is kept; the "
+            "instructors have the details.",
+            "评测程序自身出错（不是你的代码的问题）。你的提交已保存，教师可以看到详细信息。",
+        )
+        tb = traceback.format_exc(limit=-6)
+        kw = {k: v for k, v in report_kw.items() if k not in ("assignment", "logs_tail")}
+        return GradeReport.failure(spec.slug, err, timings=timings, logs_tail=tb[-4000:], **kw)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,534 @@
+"""Run the in-sandbox harness on one submission, with the strongest isolation this host offers.
+
+Isolation (`bwrap`, the default wherever bubblewrap works):
+- own PID, network, IPC and UTS namespaces (no network at all: only a loopback that is down), a new
+  session, killed with its whole tree when the runner kills it or dies;
+- a filesystem view of only: the read-only runtime (/usr, the Python prefix), the read-only harness,
+  the read-only job (inputs as .npy), the read-only submission, a private size-limited tmpfs; hidden
+  labels, reference code, the project's own packages, the DB, the broker and secrets are not there;
+- a dedicated unprivileged uid per concurrent slot (the harness drops to it before it touches any
+  student file), no capabilities, no_new_privs, an empty environment;
+- setrlimit: CPU seconds, address space, processes, file size, open files, no core dumps;
+- a seccomp deny-list (grader/seccomp.py);
+- a wall-clock timeout; stdout/stderr drained and capped; results only through an inherited file
+  descriptor (there is no writable host mount), read back as a pickle-free .npz.
+If bubblewrap is missing or cannot create namespaces, the fallback (`rlimits`) runs the same harness
+with the uid drop and rlimits only; the report says so (`GradeReport.sandbox`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from grader import seccomp
+
+HARNESS_DIR = Path(__file__).resolve().parent / "harness"
+# Packages that must never be importable inside the sandbox.
+PROJECT_PACKAGES = ("grader", "service", "reference")
+
+IN_HARNESS = "/opt/hwgrade/harness"
+IN_JOB = "/job"
+IN_SUBMISSION = "/submission"
+IN_WORKDIR = "/tmp/work"
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    timeout_s: float = 60.0
+    cpu_s: int = 120
+    memory_mb: int | None = 4096  # address space; None on CUDA (the driver reserves huge ranges)
+    max_processes: int = 64
+    file_mb: int = 256
+    open_files: int = 256
+    tmpfs_mb: int = 1024
+    log_cap_bytes: int = 64 * 1024
+
+
+@dataclass
+class SandboxRun:
+    kind: str
+    result: dict[str, Any] | None
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    returncode: int | None = None
+    timed_out: bool = False
+    stdout_tail: str = ""
+    stderr_tail: str = ""
+    stdout_bytes: int = 0
+    stderr_bytes: int = 0
+    wall_s: float = 0.0
+    bad_result: str | None = None
+
+    @property
+    def signal(self) -> int | None:
+        rc = self.returncode
+        if rc is None:
+            return None
+        if rc < 0:
+            return -rc
+        # bwrap and shells report a child killed by signal N as 128 + N
+        return rc - 128 if 128 < rc < 160 else None
+
+    def logs_tail(self, limit: int = 8000) -> str:
+        parts = []
+        if self.stdout_tail:
+            parts.append(self.stdout_tail)
+        if self.stderr_tail:
+            parts.append(self.stderr_tail)
+        text = "\n".join(parts)
+        return text[-limit:]
+
+
+class SandboxUnavailable(RuntimeError):
+    pass
+
+
+# --- isolation probing -------------------------------------------------------------------------
+
+
+def _bwrap_path() -> str | None:
+    return shutil.which("bwrap")
+
+
+@lru_cache(maxsize=1)
+def isolation_kind() -> str:
+    """`bwrap` when bubblewrap can create the namespaces here, else `rlimits`; override with
+    HWGRADE_SANDBOX=bwrap|rlimits (forcing bwrap on a host without it is an error)."""
+    forced = os.environ.get("HWGRADE_SANDBOX", "").strip()
+    if forced == "rlimits":
+        return "rlimits"
+    bwrap = _bwrap_path()
+    ok = False
+    if bwrap:
+        args = [bwrap, *_namespace_args(), "--ro-bind", "/", "/", "true"]
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            ok = subprocess.run(args, capture_output=True, timeout=20, env={}).returncode == 0
+    if forced == "bwrap" and not ok:
+        raise SandboxUnavailable("HWGRADE_SANDBOX=bwrap but bubblewrap cannot create namespaces here")
+    return "bwrap" if ok else "rlimits"
+
+
+def _privileged() -> bool:
+    return os.geteuid() == 0
+
+
+def _namespace_args() -> list[str]:
+    args = ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+    if not _privileged():
+        # Without root, the user namespace is what makes the other namespaces possible; the
+        # sandbox then runs as the worker's own (dedicated, unprivileged) uid.
+        args.insert(0, "--unshare-user")
+    return args
+
+
+def describe(kind: str) -> str:
+    """The human-readable isolation summary recorded in every report."""
+    if kind == "bwrap":
+        parts = ["bubblewrap", "net/pid/ipc/uts namespaces", "read-only runtime"]
+        parts.append("dedicated uid" if _privileged() else "worker uid in user namespace")
+        if seccomp.supported():
+            parts.append("seccomp")
+        parts.append("rlimits")
+        return "bwrap: " + ", ".join(parts)
+    return "rlimits: WEAK - no namespaces, no filesystem or network isolation (bubblewrap unavailable)"
+
+
+# --- uid slots ----------------------------------------------------------------------------------
+
+UID_BASE = int(os.environ.get("HWGRADE_SANDBOX_UID_BASE", "61000"))
+UID_SLOTS = 256
+
+
+@contextlib.contextmanager
+def _uid_slot() -> Any:
+    """Hold an exclusive uid for one evaluation so RLIMIT_NPROC and signals are per evaluation."""
+    lock_dir = Path(tempfile.gettempdir()) / "hwgrade-uid-slots"
+    lock_dir.mkdir(mode=0o700, exist_ok=True)
+    start = os.getpid() % UID_SLOTS
+    for i in range(UID_SLOTS):
+        slot = (start + i) % UID_SLOTS
+        fd = os.open(lock_dir / f"{slot}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        try:
+            uid = UID_BASE + slot
+            _kill_uid(uid)  # nothing of a previous evaluation may survive into this one
+            yield uid
+        finally:
+            with contextlib.suppress(Exception):
+                _kill_uid(UID_BASE + slot)
+            os.close(fd)
+        return
+    raise SandboxUnavailable("no free sandbox uid slot")
+
+
+def _kill_uid(uid: int) -> int:
+    """SIGKILL every process whose real uid is `uid` (only possible as root); returns how many."""
+    if not _privileged():
+        return 0
+    killed = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/status", encoding="ascii", errors="replace") as f:
+                for line in f:
+                    if line.startswith("Uid:"):
+                        if int(line.split()[1]) == uid:
+                            os.kill(int(entry.name), signal.SIGKILL)
+                            killed += 1
+                        break
+        except (OSError, ValueError):
+            continue
+    return killed
+
+
+def processes_of_uid(uid: int) -> list[int]:
+    """PIDs whose real uid is `uid` (for tests: proves nothing leaks out of an evaluation)."""
+    pids = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/status", encoding="ascii", errors="replace") as f:
+                for line in f:
+                    if line.startswith("Uid:"):
+                        if int(line.split()[1]) == uid:
+                            pids.append(int(entry.name))
+                        break
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+# --- the runtime view ---------------------------------------------------------------------------
+
+
+def _runtime_roots() -> list[Path]:
+    """Directories the interpreter and its packages live in, excluding anything of this project."""
+    roots: list[Path] = []
+    for p in {sys.base_prefix, sys.prefix, sys.exec_prefix}:
+        path = Path(p).resolve()
+        if str(path).startswith("/usr/") or str(path) == "/usr":
+            continue
+        roots.append(path)
+    # A venv's bin/python is a symlink into the base interpreter: bind the target's prefix too.
+    real_exe = Path(sys.executable).resolve()
+    exe_root = real_exe.parent.parent
+    if not str(exe_root).startswith("/usr") and exe_root not in roots:
+        roots.append(exe_root)
+    return sorted(set(roots))
+
+
+def _hidden_project_dirs(roots: list[Path]) -> list[Path]:
+    """Installed (non-editable) copies of our own packages inside the runtime roots, to be masked."""
+    hidden = []
+    for root in roots:
+        for sp in list(root.glob("lib/python3*/site-packages")) + list(
+            root.glob("lib/python3*/dist-packages")
+        ):
+            for name in PROJECT_PACKAGES:
+                if (sp / name).is_dir():
+                    hidden.append(sp / name)
+    return hidden
+
+
+def _parents_args(path: Path, made: set[str]) -> list[str]:
+    args: list[str] = []
+    for parent in reversed(path.parents):
+        s = str(parent)
+        if s == "/" or s in made or s.startswith("/usr"):
+            continue
+        made.add(s)
+        args += ["--perms", "0755", "--dir", s]
+    return args
+
+
+def _bwrap_argv(
+    job_dir: Path, submission: Path, limits: SandboxLimits, device: str, seccomp_fd: int | None
+) -> list[str]:
+    bwrap = _bwrap_path()
+    assert bwrap
+    argv = [bwrap, *_namespace_args(), "--die-with-parent", "--new-session"]
+    if _privileged():
+        # Only for the harness's own setuid/setgid to the slot uid; it has no capabilities after.
+        argv += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    argv += ["--ro-bind", "/usr", "/usr"]
+    for link in ("bin", "lib", "lib64", "sbin"):
+        p = Path("/") / link
+        if p.is_symlink():
+            argv += ["--symlink", os.readlink(p), f"/{link}"]
+        elif p.is_dir():
+            argv += ["--ro-bind", str(p), f"/{link}"]
+    for f in ("/etc/ld.so.cache", "/etc/localtime", "/etc/nsswitch.conf", "/etc/hosts"):
+        if Path(f).exists():
+            argv += ["--ro-bind", f, f]
+    argv += ["--proc", "/proc", "--dev", "/dev"]
+    argv += ["--size", str(limits.tmpfs_mb * 1024 * 1024), "--perms", "1777", "--tmpfs", "/tmp"]
+    made: set[str] = set()
+    roots = _runtime_roots()
+    for root in roots:
+        argv += _parents_args(root, made)
+        argv += ["--ro-bind", str(root), str(root)]
+    for hidden in _hidden_project_dirs(roots):
+        argv += ["--tmpfs", str(hidden)]
+    argv += ["--perms", "0755", "--dir", "/opt", "--perms", "0755", "--dir", "/opt/hwgrade"]
+    argv += ["--ro-bind", str(HARNESS_DIR), IN_HARNESS]
+    argv += ["--ro-bind", str(job_dir), IN_JOB]
+    argv += ["--ro-bind", str(submission), IN_SUBMISSION]
+    if device == "cuda":
+        for dev in sorted(Path("/dev").glob("nvidia*")):
+            argv += ["--dev-bind", str(dev), str(dev)]
+    if seccomp_fd is not None:
+        argv += ["--seccomp", str(seccomp_fd)]
+    argv += ["--chdir", "/tmp", "--clearenv"]
+    for k, v in _sandbox_env().items():
+        argv += ["--setenv", k, v]
+    argv += [str(Path(sys.executable)), "-I", "-X", "utf8", f"{IN_HARNESS}/main.py", f"{IN_JOB}/job.json"]
+    return argv
+
+
+def _sandbox_env() -> dict[str, str]:
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": "/tmp",
+        "LANG": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONHASHSEED": "0",
+        "OMP_NUM_THREADS": "1",
+        "MPLCONFIGDIR": "/tmp",
+        "TORCHINDUCTOR_CACHE_DIR": "/tmp/torchinductor",
+    }
+
+
+# --- output draining ----------------------------------------------------------------------------
+
+
+class _Drain(threading.Thread):
+    """Reads a pipe to the end, keeping only the last `cap` bytes (a flood cannot fill memory)."""
+
+    def __init__(self, stream: Any, cap: int) -> None:
+        super().__init__(daemon=True)
+        self.stream = stream
+        self.cap = cap
+        self.buf = bytearray()
+        self.total = 0
+
+    def run(self) -> None:
+        while True:
+            chunk = self.stream.read1(65536) if hasattr(self.stream, "read1") else self.stream.read(65536)
+            if not chunk:
+                break
+            self.total += len(chunk)
+            self.buf += chunk
+            if len(self.buf) > 2 * self.cap:
+                del self.buf[: len(self.buf) - self.cap]
+
+    def text(self) -> str:
+        data = bytes(self.buf[-self.cap :])
+        text = data.decode("utf-8", errors="replace")
+        if self.total > len(data):
+            text = f"[... {self.total - len(data)} earlier bytes not kept ...]\n" + text
+        return text
+
+
+# --- running -------------------------------------------------------------------------------------
+
+
+def _write_job_dir(job_dir: Path, job: dict[str, Any], inputs: dict[str, np.ndarray]) -> dict[str, str]:
+    (job_dir / "inputs").mkdir(parents=True)
+    paths = {}
+    for name, arr in inputs.items():
+        if not name.replace("_", "").isalnum():
+            raise ValueError(f"bad input name {name!r}")
+        p = job_dir / "inputs" / f"{name}.npy"
+        np.save(p, np.ascontiguousarray(arr), allow_pickle=False)
+        paths[name] = f"{IN_JOB}/inputs/{name}.npy"
+    (job_dir / "job.json").write_text(json.dumps(job), encoding="utf-8")
+    for p in [job_dir, job_dir / "inputs", *job_dir.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    return paths
+
+
+def read_result(data: bytes) -> tuple[dict[str, Any] | None, dict[str, np.ndarray], str | None]:
+    """Parse what the harness wrote: JSON result and plain numeric arrays; never unpickles."""
+    if not data:
+        return None, {}, None
+    try:
+        npz = np.load(io.BytesIO(data), allow_pickle=False)
+        arrays: dict[str, np.ndarray] = {}
+        result = None
+        for name in npz.files:
+            arr = npz[name]
+            if name == "__result__":
+                result = json.loads(arr.tobytes().decode("utf-8"))
+                continue
+            if arr.dtype.kind not in "biuf":
+                return result, {}, f"output {name!r} has dtype {arr.dtype}; only numbers are accepted"
+            arrays[name] = arr
+    except (ValueError, OSError, zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, EOFError) as e:
+        return None, {}, f"the result could not be read ({type(e).__name__}: {e})"
+    if result is not None and not isinstance(result, dict):
+        return None, {}, "the result is not a JSON object"
+    return result, arrays, None
+
+
+def run_job(
+    submission: Path,
+    job: dict[str, Any],
+    inputs: dict[str, np.ndarray],
+    limits: SandboxLimits,
+    *,
+    device: str = "cpu",
+    work_root: Path | None = None,
+    threads: int | None = None,
+) -> SandboxRun:
+    """Run the harness on `submission` (an unpacked directory) for `job`; never raises for anything the
+    student code does (crash, timeout, garbage output all come back as a `SandboxRun`)."""
+    kind = isolation_kind()
+    t0 = time.monotonic()
+    tmp = Path(tempfile.mkdtemp(prefix="hwgrade-run-", dir=work_root))
+    out_fd = -1
+    sc_r = -1
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        with _uid_slot() as uid:
+            job_dir = tmp / "job"
+            full_job = dict(job)
+            full_job.update(
+                uid=uid,
+                gid=uid,
+                limits={
+                    "cpu_s": limits.cpu_s,
+                    "memory_mb": limits.memory_mb,
+                    "max_processes": limits.max_processes,
+                    "file_mb": limits.file_mb,
+                    "open_files": limits.open_files,
+                },
+                threads=threads or max(1, min(4, os.cpu_count() or 1)),
+                device=device,
+            )
+            out_path = tmp / "result.npz"
+            out_fd = os.open(out_path, os.O_CREAT | os.O_RDWR | os.O_TRUNC, 0o600)
+            if _privileged():
+                # The harness writes the result after dropping to the slot uid.
+                os.fchown(out_fd, uid, uid)
+            full_job["out_fd"] = out_fd
+            if kind == "bwrap":
+                full_job["submission"] = IN_SUBMISSION
+                full_job["workdir"] = IN_WORKDIR
+            else:
+                scratch = tmp / "scratch"
+                scratch.mkdir()
+                scratch.chmod(0o777)
+                full_job["submission"] = str(submission)
+                full_job["workdir"] = str(scratch / "work")
+            input_paths = _write_job_dir(job_dir, full_job, inputs)
+            if kind != "bwrap":
+                input_paths = {k: str(job_dir / "inputs" / f"{k}.npy") for k in inputs}
+            full_job["inputs"] = input_paths
+            (job_dir / "job.json").write_text(json.dumps(full_job), encoding="utf-8")
+
+            pass_fds = [out_fd]
+            if kind == "bwrap":
+                sc = None
+                if seccomp.supported():
+                    sc_r, sc_w = os.pipe()
+                    os.write(sc_w, seccomp.build_filter())
+                    os.close(sc_w)
+                    sc = sc_r
+                    pass_fds.append(sc_r)
+                argv = _bwrap_argv(job_dir, submission, limits, device, sc)
+            else:
+                argv = [
+                    sys.executable,
+                    "-I",
+                    "-X",
+                    "utf8",
+                    str(HARNESS_DIR / "main.py"),
+                    str(job_dir / "job.json"),
+                ]
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                pass_fds=pass_fds,
+                env=_sandbox_env() if kind != "bwrap" else {},
+                start_new_session=True,
+                cwd=str(tmp) if kind != "bwrap" else "/",
+            )
+            if sc_r >= 0:
+                os.close(sc_r)
+                sc_r = -1
+            drains = [_Drain(proc.stdout, limits.log_cap_bytes), _Drain(proc.stderr, limits.log_cap_bytes)]
+            for d in drains:
+                d.start()
+            timed_out = False
+            try:
+                proc.wait(timeout=limits.timeout_s)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+            finally:
+                _kill_tree(proc)
+                _kill_uid(uid)
+            for d in drains:
+                d.join(timeout=5)
+            os.lseek(out_fd, 0, os.SEEK_SET)
+            size = os.fstat(out_fd).st_size
+            data = os.read(out_fd, size) if 0 < size <= (limits.file_mb * 1024 * 1024) else b""
+            result, arrays, bad = read_result(data)
+            if size > limits.file_mb * 1024 * 1024:
+                bad = "the result was too large"
+            return SandboxRun(
+                kind=kind,
+                result=result,
+                arrays=arrays,
+                returncode=proc.returncode,
+                timed_out=timed_out,
+                stdout_tail=drains[0].text(),
+                stderr_tail=drains[1].text(),
+                stdout_bytes=drains[0].total,
+                stderr_bytes=drains[1].total,
+                wall_s=time.monotonic() - t0,
+                bad_result=bad,
+            )
+    finally:
+        if proc is not None and proc.poll() is None:
+            _kill_tree(proc)
+        for fd in (out_fd, sc_r):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
+    # bwrap's init is PID 1 of the sandbox's PID namespace: when it dies (die-with-parent), the kernel
+    # kills every process left in the namespace, double-forked and setsid'd ones included.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
