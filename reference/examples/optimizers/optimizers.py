@@ -9,7 +9,7 @@ class SGD:
         self.lr = lr
 
     def step(self, grads):
-        for p, g in zip(self.params, grads):
+        for p, g in zip(self.params, grads, strict=True):
             p -= self.lr * g
 
 
@@ -21,7 +21,7 @@ class Momentum:
         self.s = [None for _ in params]
 
     def step(self, grads):
-        for i, (p, g) in enumerate(zip(self.params, grads)):
+        for i, (p, g) in enumerate(zip(self.params, grads, strict=True)):
             if self.s[i] is None:
                 self.s[i] = g.copy()  # s_1 = g_1
             else:
@@ -37,7 +37,7 @@ class AdaGrad:
         self.s = [np.zeros_like(p) for p in params]
 
     def step(self, grads):
-        for p, g, s in zip(self.params, grads, self.s):
+        for p, g, s in zip(self.params, grads, self.s, strict=True):
             s += g * g
             p -= self.lr * g / (np.sqrt(s) + self.eps)
 
@@ -51,7 +51,7 @@ class RMSProp:
         self.s = [np.zeros_like(p) for p in params]
 
     def step(self, grads):
-        for p, g, s in zip(self.params, grads, self.s):
+        for p, g, s in zip(self.params, grads, self.s, strict=True):
             s *= self.beta
             s += (1 - self.beta) * g * g
             p -= self.lr * g / (np.sqrt(s) + self.eps)
@@ -70,7 +70,7 @@ class Adam:
 
     def step(self, grads):
         self.t += 1
-        for p, g, m, v in zip(self.params, grads, self.m, self.v):
+        for p, g, m, v in zip(self.params, grads, self.m, self.v, strict=True):
             m[:] = self.beta1 * m + (1 - self.beta1) * g
             v[:] = self.beta2 * v + (1 - self.beta2) * g * g
             m_hat = m / (1 - self.beta1**self.t)
