@@ -1,1 +1,3 @@
 """hwgrade's web API, database and queue."""
+
+__version__ = "0.1.0"

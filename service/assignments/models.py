@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from grader.assignments import AssignmentSpec
+from service.db import Base, utcnow
+
+
+class Assignment(Base):
+    __tablename__ = "assignment"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str] = mapped_column(String(200))
+    title_zh: Mapped[str] = mapped_column(String(200), default="")
+    kind: Mapped[str] = mapped_column(String(32))
+    # AssignmentSpec as JSON; pass_threshold below is the course's value and wins over the spec's.
+    spec: Mapped[dict[str, Any]]
+    deadline: Mapped[datetime | None]
+    daily_limit: Mapped[int] = mapped_column(default=10)
+    pass_threshold: Mapped[float]
+    # Celery queue its gradings go to: "grading" (any worker) or "gpu" (workers with CUDA).
+    queue: Mapped[str] = mapped_column(String(32), default="grading")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    def grading_spec(self) -> AssignmentSpec:
+        """The spec the grader gets: the stored spec with the course's current pass threshold."""
+        return AssignmentSpec.model_validate({**self.spec, "pass_threshold": self.pass_threshold})
+
+    def __repr__(self) -> str:
+        return f"<Assignment {self.slug}>"

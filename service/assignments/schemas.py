@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class AssignmentRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    slug: str
+    title: str
+    title_zh: str
+    kind: str
+    deadline: datetime | None
+    daily_limit: int
+    pass_threshold: float
+
+
+class AssignmentUpdate(BaseModel):
+    """Course rules an instructor may change; omitted fields stay as they are."""
+
+    title: str | None = Field(default=None, min_length=1, max_length=200)
+    title_zh: str | None = Field(default=None, max_length=200)
+    deadline: datetime | None = None
+    daily_limit: int | None = Field(default=None, ge=0)
+    pass_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    queue: Literal["grading", "gpu"] | None = None

@@ -1,0 +1,407 @@
+"""The `hwgrade` command: run the service, manage users and assignments, submit and self-check.
+
+Every subcommand reads its configuration from HWGRADE_* (see service.config.Settings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from service.config import Settings, get_settings
+
+log = logging.getLogger("hwgrade")
+
+
+def _session_factory(settings: Settings) -> Any:
+    from service.db import create_db_engine, create_session_factory
+
+    return create_session_factory(create_db_engine(settings.database_url))
+
+
+# --- serve / worker / db -------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from service.demo import serve
+
+    return serve(
+        get_settings(),
+        host=args.host,
+        port=args.port,
+        demo=not args.no_demo,
+        exit_after_demo=args.exit_after_demo,
+        demo_timeout=args.demo_timeout,
+    )
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from service.submissions.tasks import resolve_device
+    from service.worker import celery_app
+
+    settings = get_settings()
+    settings.prepare_dirs()
+    device = resolve_device(settings.device)
+    queues = args.queues or ("gpu,grading" if device == "cuda" else "grading")
+    argv = [
+        "worker",
+        f"--queues={queues}",
+        f"--concurrency={args.concurrency}",
+        f"--loglevel={args.loglevel}",
+    ]
+    if args.hostname:
+        argv.append(f"--hostname={args.hostname}")
+    if args.beat:
+        argv += ["--beat", f"--schedule={settings.home / 'celerybeat-schedule'}"]
+    if settings.broker_url.startswith("filesystem"):
+        # The filesystem transport has no broadcast worth paying for with one local worker.
+        argv += ["--without-mingle", "--without-gossip", "--without-heartbeat"]
+    print(f"hwgrade worker: device={device} queues={queues}", flush=True)
+    celery_app.worker_main(argv)
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from alembic import command
+
+    from service.db import alembic_config, upgrade_db
+
+    settings = get_settings()
+    settings.prepare_dirs()
+    if args.db_command == "upgrade":
+        upgrade_db(settings.database_url, args.revision)
+    elif args.db_command == "check":
+        command.check(alembic_config(settings.database_url))
+    elif args.db_command == "revision":
+        command.revision(alembic_config(settings.database_url), message=args.message, autogenerate=True)
+    elif args.db_command == "current":
+        command.current(alembic_config(settings.database_url), verbose=True)
+    return 0
+
+
+# --- users / assignments -------------------------------------------------------------------------
+
+
+ROSTER_COLUMNS = {
+    "student_number": ("student_number", "number", "id", "学号", "工号"),
+    "display_name": ("display_name", "name", "姓名", "名字"),
+    "role": ("role", "角色"),
+}
+
+
+def _read_roster(path: Path) -> list[dict[str, str]]:
+    raw = path.read_bytes()
+    for encoding in ("utf-8-sig", "gb18030"):  # Excel in China often saves CSV as GBK
+        try:
+            text = raw.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    else:
+        raise SystemExit(f"{path}: neither UTF-8 nor GBK")
+    reader = csv.DictReader(io.StringIO(text))
+    header = {name.strip().lower(): name for name in reader.fieldnames or []}
+    column: dict[str, str] = {}
+    for field, aliases in ROSTER_COLUMNS.items():
+        found = next((header[a] for a in aliases if a in header), None)
+        if found is not None:
+            column[field] = found
+    missing = {"student_number", "display_name"} - column.keys()
+    if missing:
+        raise SystemExit(f"{path}: missing column(s) {', '.join(sorted(missing))}; have {reader.fieldnames}")
+    rows = []
+    for record in reader:
+        row = {field: (record.get(src) or "").strip() for field, src in column.items()}
+        if row["student_number"]:
+            rows.append(row)
+    return rows
+
+
+def _print_tokens(pairs: Sequence[tuple[Any, str | None]], out: Path | None) -> None:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["student_number", "display_name", "role", "token"])
+    for user, token in pairs:
+        writer.writerow([user.student_number, user.display_name, user.role.value, token or "(unchanged)"])
+    if out is None:
+        sys.stdout.write(buf.getvalue())
+        print("# Tokens are shown once; only their hashes are stored.", file=sys.stderr)
+    else:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(buf.getvalue())
+        print(f"Wrote {len(pairs)} user(s) and their tokens to {out} (mode 600).", file=sys.stderr)
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    from service.db import unit_of_work
+    from service.errors import ServiceError
+    from service.users import service
+    from service.users.models import Role
+    from service.users.schemas import UserCreate
+
+    settings = get_settings()
+    factory = _session_factory(settings)
+    try:
+        with unit_of_work(factory) as session:
+            if args.users_command == "add":
+                pair = service.create_user(
+                    session,
+                    UserCreate(student_number=args.number, display_name=args.name, role=Role(args.role)),
+                )
+                _print_tokens([pair], args.out)
+            elif args.users_command == "import-roster":
+                rows = [
+                    UserCreate(
+                        student_number=r["student_number"],
+                        display_name=r["display_name"],
+                        role=Role(r.get("role") or args.role),
+                    )
+                    for r in _read_roster(args.csv)
+                ]
+                _print_tokens(
+                    service.import_roster(session, rows, rotate_existing=args.rotate_existing), args.out
+                )
+            elif args.users_command == "token":
+                user = service.get_by_number(session, args.number)
+                if user is None:
+                    raise SystemExit(f"no user {args.number!r}")
+                _print_tokens([(user, service.rotate_token(session, user))], args.out)
+            elif args.users_command == "list":
+                for user in service.list_users(session):
+                    print(f"{user.student_number:<16} {user.role.value:<10} {user.display_name}")
+    except ServiceError as err:
+        print(f"error: {err.detail}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_assignments(args: argparse.Namespace) -> int:
+    from grader.assignments import BUILTIN_ASSIGNMENTS
+    from service.assignments import service
+    from service.db import unit_of_work
+
+    factory = _session_factory(get_settings())
+    with unit_of_work(factory) as session:
+        if args.assignments_command == "sync":
+            for assignment, created in service.sync_specs(session, BUILTIN_ASSIGNMENTS.values()):
+                print(f"{'created' if created else 'updated'}  {assignment.slug:<14} {assignment.title}")
+        else:
+            for assignment in service.list_assignments(session):
+                deadline = assignment.deadline.isoformat() if assignment.deadline else "-"
+                print(
+                    f"{assignment.slug:<14} {assignment.kind:<12} pass>={assignment.pass_threshold:<7g} "
+                    f"limit/day={assignment.daily_limit:<4} deadline={deadline}  {assignment.title}"
+                )
+    return 0
+
+
+# --- student side: submit / check ----------------------------------------------------------------
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    import httpx
+
+    from service.report_text import format_result
+
+    token = args.token or os.environ.get("HWGRADE_TOKEN")
+    if not token:
+        print("error: give --token or set HWGRADE_TOKEN", file=sys.stderr)
+        return 2
+    headers = {"Authorization": f"Bearer {token}"}
+    zip_path: Path = args.zip
+    with httpx.Client(base_url=args.server.rstrip("/"), timeout=120.0, headers=headers) as client:
+        try:
+            with zip_path.open("rb") as fh:
+                resp = client.post(
+                    f"/api/v1/assignments/{args.assignment}/submissions",
+                    files={"file": (zip_path.name, fh, "application/zip")},
+                )
+        except httpx.HTTPError as exc:
+            print(f"error: cannot reach {args.server}: {exc}", file=sys.stderr)
+            return 2
+        if resp.status_code != 202:
+            _print_api_error(resp)
+            return 2
+        body = resp.json()
+        location = resp.headers["Location"]
+        print(
+            f"Submitted #{body['id']} ({body['size_bytes']} bytes); waiting for the grade 等待评分...",
+            flush=True,
+        )
+        deadline = time.monotonic() + args.timeout
+        while body["status"] not in ("graded", "error"):
+            if time.monotonic() > deadline:
+                print(f"Still {body['status']} after {args.timeout:g}s; check later: {args.server}{location}")
+                return 2
+            time.sleep(args.poll)
+            resp = client.get(location)
+            if resp.status_code != 200:
+                _print_api_error(resp)
+                return 2
+            body = resp.json()
+    if args.json:
+        print(json.dumps(body, ensure_ascii=False, indent=2))
+    else:
+        print(format_result(body["result"], title=f"Submission #{body['id']} to {args.assignment}:"))
+    return 0 if body["result"]["passed"] else 1
+
+
+def _print_api_error(resp: Any) -> None:
+    try:
+        body = resp.json()
+    except ValueError:
+        body = {"error": "http_error", "detail": resp.text[:500]}
+    print(f"error {resp.status_code} [{body.get('error')}]: {body.get('detail')}", file=sys.stderr)
+    if body.get("detail_zh"):
+        print(f"    {body['detail_zh']}", file=sys.stderr)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    import grader
+    from grader.assignments import get_assignment
+    from service.report_text import format_result
+    from service.submissions.tasks import resolve_device
+
+    settings = get_settings()
+    try:
+        spec = get_assignment(args.assignment)
+    except KeyError as exc:
+        print(f"error: {exc.args[0]}", file=sys.stderr)
+        return 2
+    report = grader.grade(args.zip, spec, data_dir=settings.data_dir, device=resolve_device(settings.device))
+    if args.json:
+        print(report.model_dump_json(indent=2))
+    else:
+        print(
+            format_result(report.model_dump(mode="json"), title=f"Self-check of {args.zip} for {spec.slug}:")
+        )
+        if report.sandbox:
+            print(f"(sandbox: {report.sandbox})")
+    return 0 if report.passed else 1
+
+
+# --- datasets ------------------------------------------------------------------------------------
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from grader.datasets import import_phone_price
+
+    settings = get_settings()
+    out_dir = args.out or settings.data_dir or settings.home / "data"
+    summary = import_phone_price(args.source, out_dir, args.holdout, args.seed, args.stratify)
+    print(json.dumps(summary, ensure_ascii=False, indent=2, default=str))
+    if settings.data_dir is None and args.out is None:
+        print(f"# Workers use it once HWGRADE_DATA_DIR={Path(out_dir).resolve()} is set.", file=sys.stderr)
+    return 0
+
+
+# --- parser --------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hwgrade", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="embedded service: API + worker + demo on SQLite, no servers needed")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    p.add_argument("--no-demo", action="store_true", help="do not submit the example submissions")
+    p.add_argument("--exit-after-demo", action="store_true", help="stop once the demo has been graded")
+    p.add_argument("--demo-timeout", type=float, default=900.0, help="seconds to wait for each example")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("worker", help="a Celery grading worker")
+    p.add_argument("--queues", help="comma-separated; default grading, plus gpu when CUDA is available")
+    p.add_argument("--concurrency", type=int, default=1, help="parallel gradings (each uses its own cores)")
+    p.add_argument("--beat", action="store_true", help="also run the scheduler for the sweeper (run one)")
+    p.add_argument("--loglevel", default="INFO")
+    p.add_argument("--hostname", help="Celery node name, e.g. gpu1@%%h")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("db", help="database migrations (Alembic)")
+    dbsub = p.add_subparsers(dest="db_command", required=True)
+    up = dbsub.add_parser("upgrade", help="migrate to the latest (or given) revision")
+    up.add_argument("revision", nargs="?", default="head")
+    dbsub.add_parser("check", help="fail if the models and the migrations disagree")
+    dbsub.add_parser("current", help="show the database's revision")
+    rev = dbsub.add_parser("revision", help="autogenerate a new migration (development)")
+    rev.add_argument("-m", "--message", required=True)
+    p.set_defaults(func=cmd_db)
+
+    p = sub.add_parser("users", help="students and instructors")
+    usub = p.add_subparsers(dest="users_command", required=True)
+    add = usub.add_parser("add", help="add one user and print their token")
+    add.add_argument("number", help="student (or staff) number, the login id")
+    add.add_argument("name", help="display name")
+    add.add_argument("--role", choices=["student", "instructor"], default="student")
+    add.add_argument("--out", type=Path, help="write the token CSV here (mode 600) instead of stdout")
+    imp = usub.add_parser(
+        "import-roster", help="add users from a CSV (student_number/学号, display_name/姓名)"
+    )
+    imp.add_argument("csv", type=Path)
+    imp.add_argument(
+        "--role", choices=["student", "instructor"], default="student", help="when no role column"
+    )
+    imp.add_argument("--rotate-existing", action="store_true", help="new tokens for users already present")
+    imp.add_argument("--out", type=Path, help="write the token CSV here (mode 600) instead of stdout")
+    tok = usub.add_parser("token", help="issue a new token for a user (the old one stops working)")
+    tok.add_argument("number")
+    tok.add_argument("--out", type=Path)
+    usub.add_parser("list", help="list users")
+    p.set_defaults(func=cmd_users)
+
+    p = sub.add_parser("assignments", help="course assignments")
+    asub = p.add_subparsers(dest="assignments_command", required=True)
+    asub.add_parser("sync", help="create or refresh the built-in assignments")
+    asub.add_parser("list", help="list assignments")
+    p.set_defaults(func=cmd_assignments)
+
+    p = sub.add_parser("submit", help="upload a zip to a server, wait, print the result")
+    p.add_argument("zip", type=Path)
+    p.add_argument("--assignment", "-a", required=True)
+    p.add_argument("--server", default=os.environ.get("HWGRADE_SERVER", "http://127.0.0.1:8000"))
+    p.add_argument("--token", help="your API token (or HWGRADE_TOKEN)")
+    p.add_argument("--timeout", type=float, default=900.0)
+    p.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
+    p.add_argument("--json", action="store_true", help="print the submission as JSON")
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("check", help="grade a zip locally (no server) and print the report")
+    p.add_argument("zip", type=Path)
+    p.add_argument("--assignment", "-a", required=True)
+    p.add_argument("--json", action="store_true", help="print the GradeReport as JSON")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("datasets", help="hidden test sets")
+    dsub = p.add_subparsers(dest="datasets_command", required=True)
+    imp = dsub.add_parser("import", help="split a course CSV into handout and hidden test set")
+    imp.add_argument("kind", choices=["phone-price"])
+    imp.add_argument("--from", dest="source", type=Path, required=True, help="the course's train.csv")
+    imp.add_argument("--holdout", type=float, default=0.2)
+    imp.add_argument("--seed", type=int, default=88)
+    imp.add_argument("--stratify", action=argparse.BooleanOptionalAction, default=True)
+    imp.add_argument("--out", type=Path, help="data dir (default HWGRADE_DATA_DIR, else <home>/data)")
+    p.set_defaults(func=cmd_datasets)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command not in ("worker", "serve"):
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""`hwgrade serve`: the embedded service with a demo, in one command on a fresh machine.
+
+It migrates the database (SQLite by default), syncs the built-in assignments, creates demo users,
+starts a real Celery worker process (`hwgrade worker --beat`, the production task code) and the API,
+then submits every example under reference/examples/ over HTTP like a student would and prints
+the scores. With the default settings the broker is kombu's filesystem transport: no server needed.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from grader.assignments import BUILTIN_ASSIGNMENTS
+from service.assignments.service import sync_specs
+from service.config import Settings, settings_summary
+from service.db import create_db_engine, create_session_factory, unit_of_work, upgrade_db
+from service.main import create_app
+from service.report_text import format_result
+from service.users import service as users_service
+from service.users.models import Role
+from service.users.schemas import UserCreate
+
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "reference" / "examples"
+# Example folder name prefix -> assignment slug.
+EXAMPLE_PREFIXES = {
+    "phone-price": "phone-price",
+    "mnist": "mnist",
+    "activations": "activations",
+    "backprop": "backprop",
+    "optimizers": "optimizers",
+}
+DEMO_INSTRUCTOR = ("demo-teacher", "Demo Teacher 演示教师")
+DEMO_STUDENTS = [("demo-s001", "Demo Student 1 演示学生一"), ("demo-s002", "Demo Student 2 演示学生二")]
+FINAL = ("graded", "error")
+
+
+@dataclass
+class Example:
+    name: str
+    slug: str
+    folder: Path
+
+
+def find_examples(root: Path = EXAMPLES_DIR) -> list[Example]:
+    """Each non-empty subfolder of reference/examples whose name starts with an assignment's prefix."""
+    if not root.is_dir():
+        return []
+    found = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        slug = next((s for prefix, s in EXAMPLE_PREFIXES.items() if folder.name.startswith(prefix)), None)
+        if slug is not None and any(p.is_file() for p in folder.rglob("*")):
+            found.append(Example(folder.name, slug, folder))
+    return found
+
+
+def zip_folder(folder: Path) -> bytes:
+    """The folder's files as a zip in memory, paths relative to the folder."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                zf.write(path, path.relative_to(folder).as_posix())
+    return buf.getvalue()
+
+
+def ensure_demo_users(settings: Settings) -> dict[str, str]:
+    """Create the demo accounts if missing and give each a fresh token; return number -> token."""
+    factory = create_session_factory(create_db_engine(settings.database_url))
+    tokens: dict[str, str] = {}
+    with unit_of_work(factory) as session:
+        sync_specs(session, BUILTIN_ASSIGNMENTS.values())
+        people = [(*DEMO_INSTRUCTOR, Role.instructor)] + [(n, d, Role.student) for n, d in DEMO_STUDENTS]
+        for number, name, role in people:
+            user = users_service.get_by_number(session, number)
+            if user is None:
+                _, token = users_service.create_user(
+                    session, UserCreate(student_number=number, display_name=name, role=role)
+                )
+            else:
+                token = users_service.rotate_token(session, user)
+            tokens[number] = token
+    factory.kw["bind"].dispose()
+    return tokens
+
+
+def start_worker(settings: Settings, *, log_path: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start `hwgrade worker --beat` in its own process group with these settings."""
+    env = {**os.environ, **settings.as_env()}
+    cmd = [sys.executable, "-m", "service.cli", "worker", "--beat", "--concurrency", "1"]
+    out = open(log_path, "ab") if log_path else None  # noqa: SIM115  (handed to the child)
+    try:
+        return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    finally:
+        if out is not None:
+            out.close()
+
+
+def stop_process_group(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    """Warm shutdown (SIGTERM to the leader, which stops its children), then SIGKILL the whole group."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the group (pool children, sandboxes)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+
+
+def submit_and_wait(
+    client: httpx.Client, token: str, slug: str, filename: str, data: bytes, timeout: float
+) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {token}"}
+    resp = client.post(
+        f"/api/v1/assignments/{slug}/submissions",
+        files={"file": (filename, data, "application/zip")},
+        headers=headers,
+    )
+    if resp.status_code != 202:
+        return {"status": "refused", "http": resp.status_code, "body": resp.json()}
+    location = resp.headers["Location"]
+    deadline = time.monotonic() + timeout
+    body: dict[str, Any] = resp.json()
+    while body["status"] not in FINAL and time.monotonic() < deadline:
+        time.sleep(1.0)
+        body = client.get(location, headers=headers).json()
+    return body
+
+
+def run_demo(base_url: str, tokens: dict[str, str], examples: list[Example], timeout: float) -> bool:
+    """Submit every example as a demo student; print one line each and the failures' details."""
+    if not examples:
+        print(f"No examples found under {EXAMPLES_DIR}; nothing to submit.")
+        return True
+    print(f"Submitting {len(examples)} example(s) from {EXAMPLES_DIR} ...", flush=True)
+    students = [number for number, _ in DEMO_STUDENTS]
+    ok = True
+    rows = []
+    with httpx.Client(base_url=base_url, timeout=60.0) as client:
+        for i, example in enumerate(examples):
+            number = students[i % len(students)]
+            body = submit_and_wait(
+                client,
+                tokens[number],
+                example.slug,
+                f"{example.name}.zip",
+                zip_folder(example.folder),
+                timeout,
+            )
+            rows.append((example, number, body))
+            result = body.get("result") or {}
+            status = body.get("status")
+            if status not in FINAL:
+                ok = False
+            score = f"{result['score']:.4f}" if "score" in result else "-"
+            error = (result.get("error") or {}).get("code", "") or (body.get("body") or {}).get("error", "")
+            passed = "passed" if result.get("passed") else "not passed"
+            print(
+                f"  #{body.get('id', '-'):<4} {example.name:<28} {example.slug:<12} {status:<8} "
+                f"score {score}  {passed}  {error}",
+                flush=True,
+            )
+    for example, _number, body in rows:
+        result = body.get("result")
+        if result and (result.get("error") or not result.get("passed")):
+            print()
+            print(format_result(result, title=f"--- {example.name} ({example.slug})", show_logs=False))
+    return ok
+
+
+def serve(
+    settings: Settings, *, host: str, port: int, demo: bool, exit_after_demo: bool, demo_timeout: float
+) -> int:
+    """Run the embedded service; returns the process exit code."""
+    settings.prepare_dirs()
+    print("hwgrade embedded service:", ", ".join(f"{k}={v}" for k, v in settings_summary(settings).items()))
+    upgrade_db(settings.database_url)
+    tokens = ensure_demo_users(settings)
+    worker = start_worker(settings, log_path=settings.home / "worker.log")
+    print(f"Worker started (pid {worker.pid}); its log: {settings.home / 'worker.log'}", flush=True)
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port, log_level="warning"))
+    outcome = {"ok": True}
+
+    def _demo() -> None:
+        while not server.started:
+            if server.should_exit:
+                return
+            time.sleep(0.1)
+        bound_port = server.servers[0].sockets[0].getsockname()[1]
+        base_url = f"http://{host}:{bound_port}"
+        print(f"API at {base_url}  (docs: {base_url}/docs)", flush=True)
+        print("Demo tokens (new on every start):")
+        for number, token in tokens.items():
+            print(f"  {number:<14} {token}")
+        try:
+            if demo:
+                outcome["ok"] = run_demo(base_url, tokens, find_examples(), demo_timeout)
+        except Exception as exc:
+            outcome["ok"] = False
+            print(f"Demo failed: {exc!r}", flush=True)
+        if exit_after_demo:
+            server.should_exit = True
+        else:
+            print(f"Serving at {base_url}; press Ctrl-C to stop.", flush=True)
+
+    thread = threading.Thread(target=_demo, name="demo", daemon=True)
+    thread.start()
+    try:
+        server.run()
+    finally:
+        stop_process_group(worker)
+    thread.join(timeout=5)
+    return 0 if outcome["ok"] else 1

@@ -1,0 +1,58 @@
+"""The FastAPI application: `uvicorn --factory service.main:create_app`."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Celery
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+
+from service import __version__
+from service.assignments.router import router as assignments_router
+from service.config import Settings, get_settings
+from service.db import create_db_engine, create_session_factory
+from service.errors import install_error_handlers
+from service.middleware import UploadSizeLimit
+from service.submissions.router import router as submissions_router
+from service.users.router import router as users_router
+from service.worker import create_celery
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    session_factory: sessionmaker[Session] | None = None,
+    celery: Celery | None = None,
+) -> FastAPI:
+    """Build the API; settings default to HWGRADE_*, the database and broker to those settings."""
+    settings = settings or get_settings()
+    settings.prepare_dirs()
+    app = FastAPI(
+        title="hwgrade",
+        version=__version__,
+        description="Automated, sandboxed grading of PyTorch deep-learning homework. "
+        "Authenticate with `Authorization: Bearer <token>`.",
+    )
+    app.state.settings = settings
+    app.state.session_factory = session_factory or create_session_factory(
+        create_db_engine(settings.database_url)
+    )
+    app.state.celery = celery or create_celery(settings)
+    install_error_handlers(app)
+    app.add_middleware(UploadSizeLimit, max_bytes=settings.max_upload_bytes)
+    app.include_router(assignments_router)
+    app.include_router(submissions_router)
+    app.include_router(users_router)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        """Liveness and database reachability."""
+        with app.state.session_factory() as session:
+            session.execute(text("SELECT 1"))
+        return {"status": "ok", "version": __version__}
+
+    return app

@@ -1,0 +1,8 @@
+"""Every table, imported in one place (Alembic, the worker and tests need the full metadata)."""
+
+from service.assignments.models import Assignment
+from service.db import Base
+from service.submissions.models import Result, Submission, SubmissionStatus
+from service.users.models import Role, User
+
+__all__ = ["Assignment", "Base", "Result", "Role", "Submission", "SubmissionStatus", "User"]

@@ -1,0 +1,1 @@
+"""Submissions: upload, queue, grade, and the one result each submission gets."""

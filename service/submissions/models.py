@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import CheckConstraint, Enum, ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from service.assignments.models import Assignment
+from service.db import Base, utcnow
+from service.users.models import User
+
+
+class SubmissionStatus(StrEnum):
+    queued = "queued"
+    running = "running"
+    graded = "graded"
+    error = "error"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (SubmissionStatus.graded, SubmissionStatus.error)
+
+
+class Submission(Base):
+    __tablename__ = "submission"
+    __table_args__ = (
+        Index("ix_submission_owner_assignment_created", "owner_id", "assignment_id", "created_at"),
+        Index("ix_submission_assignment_created", "assignment_id", "created_at"),
+        Index("ix_submission_status_lease", "status", "lease_expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="RESTRICT"))
+    assignment_id: Mapped[int] = mapped_column(ForeignKey("assignment.id", ondelete="RESTRICT"))
+    original_filename: Mapped[str] = mapped_column(String(255))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int]
+    # Relative to the storage dir (content-addressed: aa/bb/<sha256>.zip).
+    stored_path: Mapped[str] = mapped_column(String(255))
+    status: Mapped[SubmissionStatus] = mapped_column(
+        Enum(
+            SubmissionStatus, name="submission_status", native_enum=False, create_constraint=True, length=16
+        ),
+        default=SubmissionStatus.queued,
+    )
+    # The lease: each claim by a worker bumps `attempt`; only the holder of the current attempt,
+    # while status is running, may write the result.
+    attempt: Mapped[int] = mapped_column(default=0)
+    lease_expires_at: Mapped[datetime | None]
+    worker: Mapped[str | None] = mapped_column(String(255))
+    # When the last wake-up was sent to the broker; NULL when sending failed (the sweeper resends).
+    enqueued_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    owner: Mapped[User] = relationship(lazy="joined", innerjoin=True)
+    assignment: Mapped[Assignment] = relationship(lazy="joined", innerjoin=True)
+    result: Mapped[Result | None] = relationship(back_populates="submission", lazy="selectin")
+
+    @property
+    def assignment_slug(self) -> str:
+        return self.assignment.slug
+
+    @property
+    def owner_student_number(self) -> str:
+        return self.owner.student_number
+
+    def __repr__(self) -> str:
+        return f"<Submission {self.id} {self.status} attempt={self.attempt}>"
+
+
+class Result(Base):
+    """The one grading outcome of a submission (the unique submission_id makes a second impossible)."""
+
+    __tablename__ = "result"
+    __table_args__ = (CheckConstraint("score >= 0 AND score <= 1", name="score_range"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submission.id", ondelete="CASCADE"), unique=True)
+    score: Mapped[float]
+    passed: Mapped[bool]
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    checks: Mapped[list[Any]] = mapped_column(default=list)
+    hints: Mapped[list[Any]] = mapped_column(default=list)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    error_message_zh: Mapped[str | None] = mapped_column(Text)
+    logs_tail: Mapped[str] = mapped_column(Text, default="")
+    timings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    sandbox: Mapped[str] = mapped_column(String(64), default="")
+    # discovery, attachments, dataset info and grader version from the GradeReport.
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The attempt that wrote this result.
+    attempt: Mapped[int]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    submission: Mapped[Submission] = relationship(back_populates="result")
+
+    @property
+    def error(self) -> dict[str, str] | None:
+        if self.error_code is None:
+            return None
+        return {
+            "code": self.error_code,
+            "message": self.error_message or "",
+            "message_zh": self.error_message_zh or "",
+        }

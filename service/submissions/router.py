@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Request, Response, UploadFile, status
+
+from service.db import after_commit, unit_of_work
+from service.deps import (
+    CeleryDep,
+    CurrentAssignment,
+    CurrentSubmission,
+    CurrentUser,
+    RequireInstructor,
+    SessionDep,
+    SettingsDep,
+)
+from service.errors import ExpectedMultipart, MissingFile
+from service.submissions import service
+from service.submissions.models import Submission
+from service.submissions.schemas import SubmissionRead
+from service.worker import send_grade
+
+router = APIRouter(prefix="/api/v1", tags=["submissions"])
+
+
+@router.post(
+    "/assignments/{slug}/submissions",
+    response_model=SubmissionRead,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={
+        400: {"description": "empty file or no `file` field"},
+        411: {"description": "no Content-Length"},
+        413: {"description": "larger than the upload limit"},
+        415: {"description": "not a zip (rar, 7z, tar.gz... must be re-packed as .zip)"},
+        429: {"description": "daily submission limit reached"},
+    },
+)
+def create_submission(
+    request: Request,
+    response: Response,
+    assignment: CurrentAssignment,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    celery: CeleryDep,
+    file: Annotated[UploadFile | None, File(description="The homework as a .zip")] = None,
+) -> Submission:
+    """Upload a zip for grading; the answer is the queued submission (poll its Location)."""
+    if file is None:
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            raise ExpectedMultipart(
+                "Send the zip as multipart/form-data in a field named 'file' "
+                "(curl -F file=@homework.zip ...).",
+                "请以 multipart/form-data 格式上传，字段名为 file（例如 curl -F file=@homework.zip ...）。",
+            )
+        raise MissingFile("The form has no field named 'file'.", "表单中没有名为 file 的字段。")
+    submission = service.create_submission(
+        session,
+        owner=user,
+        assignment=assignment,
+        filename=file.filename,
+        stream=file.file,
+        settings=settings,
+    )
+    submission_id, queue = submission.id, assignment.queue
+    factory = request.app.state.session_factory
+
+    def _wake_worker() -> None:
+        if not send_grade(celery, submission_id, queue):
+            with unit_of_work(factory) as s:
+                service.mark_not_enqueued(s, submission_id)
+
+    after_commit(session, _wake_worker)
+    response.headers["Location"] = f"/api/v1/submissions/{submission_id}"
+    return submission
+
+
+@router.get("/submissions/{submission_id}", response_model=SubmissionRead)
+def read_submission(submission: CurrentSubmission) -> Submission:
+    """A submission's status and, once graded, its result (its owner and instructors only)."""
+    return submission
+
+
+@router.get("/me/submissions", response_model=list[SubmissionRead])
+def list_my_submissions(session: SessionDep, user: CurrentUser) -> list[Submission]:
+    """Your submissions, newest first."""
+    return service.list_for_owner(session, user)
+
+
+@router.get("/assignments/{slug}/submissions", response_model=list[SubmissionRead])
+def list_assignment_submissions(
+    session: SessionDep, assignment: CurrentAssignment, _instructor: RequireInstructor
+) -> list[Submission]:
+    """Every submission to an assignment, newest first (instructors only)."""
+    return service.list_for_assignment(session, assignment)

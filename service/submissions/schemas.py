@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.submissions.models import SubmissionStatus
+
+
+class ErrorRead(BaseModel):
+    code: str
+    message: str
+    message_zh: str
+
+
+class ResultRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    score: float
+    passed: bool
+    error: ErrorRead | None
+    checks: list[dict[str, Any]]
+    hints: list[dict[str, Any]]
+    metrics: dict[str, Any]
+    timings: dict[str, Any]
+    sandbox: str
+    logs_tail: str
+    created_at: datetime
+
+
+class SubmissionRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    assignment: str = Field(validation_alias="assignment_slug")
+    owner: str = Field(validation_alias="owner_student_number")
+    original_filename: str
+    sha256: str
+    size_bytes: int
+    status: SubmissionStatus
+    attempt: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    result: ResultRead | None

@@ -1,0 +1,341 @@
+"""Submissions: accept an upload, and the lease protocol that lets exactly one grading write a result.
+
+Lease protocol (Postgres is the source of truth; the broker only carries wake-ups):
+- `claim` atomically moves a submission from queued (or running with an expired lease) to running,
+  bumping `attempt`; the caller holds the lease for that attempt.
+- `renew_lease` extends it while grading goes on; a dead worker stops renewing and the lease runs out.
+- `record_report` writes the result only if the caller's attempt still holds the lease, in the same
+  transaction as the final status; the unique constraint on result.submission_id backs this up.
+- `sweep` re-queues submissions whose lease ran out or whose wake-up may have been lost, and gives up
+  (status error, code internal) after max_attempts.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from pathlib import PurePath
+from typing import Any, BinaryIO
+
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from grader.intake import sniff_archive_kind
+from grader.report import ErrorCode, GradeReport
+from service.assignments.models import Assignment
+from service.config import Settings
+from service.db import utcnow
+from service.errors import DailyLimitReached, EmptyFile, NotAZip, TooLarge, WrongArchiveKind
+from service.storage import BlobStore, BlobTooLarge
+from service.submissions.models import Result, Submission, SubmissionStatus
+from service.users.models import User
+
+log = logging.getLogger(__name__)
+
+_REPACK = (
+    "Re-pack your files as a .zip (Windows: right-click the folder > Send to > Compressed (zipped) folder; "
+    "macOS: right-click > Compress) and upload again.",
+    "请把文件重新打包为 .zip（Windows：右键文件夹 →“发送到”→“压缩(zipped)文件夹”；macOS：右键 →“压缩”）后重新上传。",
+)
+
+
+def get(session: Session, submission_id: int) -> Submission | None:
+    return session.get(Submission, submission_id)
+
+
+def list_for_owner(session: Session, owner: User, assignment: Assignment | None = None) -> list[Submission]:
+    stmt = select(Submission).where(Submission.owner_id == owner.id)
+    if assignment is not None:
+        stmt = stmt.where(Submission.assignment_id == assignment.id)
+    return list(session.scalars(stmt.order_by(Submission.id.desc()).limit(200)))
+
+
+def list_for_assignment(session: Session, assignment: Assignment, limit: int = 500) -> list[Submission]:
+    stmt = select(Submission).where(Submission.assignment_id == assignment.id)
+    return list(session.scalars(stmt.order_by(Submission.id.desc()).limit(limit)))
+
+
+def day_start(now: datetime, settings: Settings) -> datetime:
+    """Midnight of `now`'s day in the course timezone (the daily limit resets then)."""
+    local = now.astimezone(settings.tz)
+    return datetime.combine(local.date(), time(), tzinfo=settings.tz)
+
+
+def count_today(session: Session, owner: User, assignment: Assignment, settings: Settings) -> int:
+    since = day_start(utcnow(), settings)
+    stmt = select(func.count(Submission.id)).where(
+        Submission.owner_id == owner.id,
+        Submission.assignment_id == assignment.id,
+        Submission.created_at >= since,
+    )
+    return session.scalar(stmt) or 0
+
+
+def _clean_filename(name: str | None) -> str:
+    base = PurePath((name or "").replace("\\", "/")).name.strip()
+    return (base or "submission.zip")[:255]
+
+
+def create_submission(
+    session: Session,
+    *,
+    owner: User,
+    assignment: Assignment,
+    filename: str | None,
+    stream: BinaryIO,
+    settings: Settings,
+) -> Submission:
+    """Check and store an upload and add its queued submission row (flushed, not committed)."""
+    store = BlobStore(settings.blob_dir)
+    limit_mb = f"{settings.max_upload_mb:g}"
+    try:
+        staged = store.stage(stream, settings.max_upload_bytes)
+    except BlobTooLarge:
+        raise TooLarge(
+            f"The file is larger than the {limit_mb} MB limit. Leave datasets and checkpoints you do not need "
+            "out of the zip.",
+            f"文件超过 {limit_mb} MB 的上限。请不要把用不到的数据集和多余的模型文件放进压缩包。",
+        ) from None
+    try:
+        _check_upload(staged.size, staged.head)
+        if not owner.is_instructor:
+            # Serialise one student's concurrent uploads so two cannot both pass the limit (Postgres).
+            session.execute(select(User.id).where(User.id == owner.id).with_for_update())
+            used = count_today(session, owner, assignment, settings)
+            if used >= assignment.daily_limit:
+                raise DailyLimitReached(
+                    f"You have used all {assignment.daily_limit} submissions for {assignment.slug!r} today; "
+                    "the limit resets at midnight (China time).",
+                    f"你今天在作业 {assignment.slug} 上的 {assignment.daily_limit} 次提交已用完，北京时间零点重置。",
+                )
+        relpath = store.commit(staged)
+    except BaseException:
+        staged.discard()
+        raise
+    now = utcnow()
+    submission = Submission(
+        owner=owner,
+        assignment=assignment,
+        original_filename=_clean_filename(filename),
+        sha256=staged.sha256,
+        size_bytes=staged.size,
+        stored_path=relpath,
+        status=SubmissionStatus.queued,
+        enqueued_at=now,
+        created_at=now,
+    )
+    session.add(submission)
+    session.flush()
+    return submission
+
+
+def _check_upload(size: int, head: bytes) -> None:
+    if size == 0:
+        raise EmptyFile("The uploaded file is empty.", "上传的文件是空的。")
+    kind = sniff_archive_kind(head)
+    if kind == "zip":
+        return
+    if kind is not None:
+        raise WrongArchiveKind(
+            f"This is a {kind} archive; only .zip is accepted. {_REPACK[0]}",
+            f"这是 {kind} 格式的压缩包，只接受 .zip。{_REPACK[1]}",
+        )
+    raise NotAZip(f"This file is not a zip archive. {_REPACK[0]}", f"这个文件不是 zip 压缩包。{_REPACK[1]}")
+
+
+def mark_not_enqueued(session: Session, submission_id: int) -> None:
+    """The wake-up could not be sent: let the next sweep send it."""
+    session.execute(
+        update(Submission)
+        .where(Submission.id == submission_id, Submission.status == SubmissionStatus.queued)
+        .values(enqueued_at=None)
+    )
+
+
+@dataclass(frozen=True)
+class Claim:
+    submission_id: int
+    attempt: int
+    stored_path: str
+    assignment_slug: str
+    spec: dict[str, Any]
+
+
+def _claimable(now: datetime, max_attempts: int) -> ColumnElement[bool]:
+    return and_(
+        Submission.attempt < max_attempts,
+        or_(
+            Submission.status == SubmissionStatus.queued,
+            and_(Submission.status == SubmissionStatus.running, Submission.lease_expires_at < now),
+        ),
+    )
+
+
+def claim(
+    session: Session, submission_id: int, *, lease_s: float, max_attempts: int, worker: str
+) -> Claim | None:
+    """Take the lease on a submission for a new attempt, or None if it is not ours to grade."""
+    now = utcnow()
+    attempt = session.execute(
+        update(Submission)
+        .where(Submission.id == submission_id, _claimable(now, max_attempts))
+        .values(
+            status=SubmissionStatus.running,
+            attempt=Submission.attempt + 1,
+            lease_expires_at=now + timedelta(seconds=lease_s),
+            started_at=now,
+            worker=worker[:255],
+        )
+        .returning(Submission.attempt)
+    ).scalar_one_or_none()
+    if attempt is None:
+        return None
+    submission = session.get_one(Submission, submission_id, populate_existing=True)
+    return Claim(
+        submission_id=submission.id,
+        attempt=attempt,
+        stored_path=submission.stored_path,
+        assignment_slug=submission.assignment.slug,
+        spec=submission.assignment.grading_spec().model_dump(mode="json"),
+    )
+
+
+def _holds_lease(submission_id: int, attempt: int) -> ColumnElement[bool]:
+    return and_(
+        Submission.id == submission_id,
+        Submission.status == SubmissionStatus.running,
+        Submission.attempt == attempt,
+    )
+
+
+def renew_lease(session: Session, submission_id: int, attempt: int, lease_s: float) -> bool:
+    """Extend the lease of `attempt`; False if it no longer holds it."""
+    row = session.execute(
+        update(Submission)
+        .where(_holds_lease(submission_id, attempt))
+        .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s))
+        .returning(Submission.id)
+    ).scalar_one_or_none()
+    return row is not None
+
+
+def record_report(session: Session, submission_id: int, attempt: int, report: GradeReport) -> bool:
+    """Store the result of `attempt` if it still holds the lease; False (nothing written) otherwise."""
+    status = SubmissionStatus.graded if report.status == "graded" else SubmissionStatus.error
+    return _finish(session, _holds_lease(submission_id, attempt), submission_id, attempt, status, report)
+
+
+def _finish(
+    session: Session,
+    condition: ColumnElement[bool],
+    submission_id: int,
+    attempt: int,
+    status: SubmissionStatus,
+    report: GradeReport,
+) -> bool:
+    now = utcnow()
+    row = session.execute(
+        update(Submission)
+        .where(condition)
+        .values(status=status, finished_at=now, lease_expires_at=None)
+        .returning(Submission.id)
+    ).scalar_one_or_none()
+    if row is None:
+        return False
+    session.add(result_from_report(submission_id, attempt, report, now))
+    session.flush()
+    return True
+
+
+def result_from_report(submission_id: int, attempt: int, report: GradeReport, now: datetime) -> Result:
+    data = report.model_dump(mode="json")
+    error = report.error
+    return Result(
+        submission_id=submission_id,
+        attempt=attempt,
+        score=report.score,
+        passed=report.passed,
+        metrics=data["metrics"],
+        checks=data["checks"],
+        hints=data["hints"],
+        error_code=error.code.value if error else None,
+        error_message=error.message if error else None,
+        error_message_zh=error.message_zh if error else None,
+        logs_tail=report.logs_tail,
+        timings=data["timings"],
+        sandbox=report.sandbox,
+        details={
+            "discovery": data["discovery"],
+            "attachments": data["attachments"],
+            "dataset": data["dataset"],
+            "grader_version": report.grader_version,
+        },
+        created_at=now,
+    )
+
+
+def internal_error_report(assignment_slug: str, message: str, message_zh: str) -> GradeReport:
+    """A report for a grading that failed on our side (not the student's)."""
+    return GradeReport.model_validate(
+        {
+            "status": "error",
+            "assignment": assignment_slug,
+            "error": {"code": ErrorCode.internal, "message": message, "message_zh": message_zh},
+        }
+    )
+
+
+@dataclass(frozen=True)
+class Wakeup:
+    submission_id: int
+    queue: str
+
+
+def sweep(session: Session, settings: Settings, *, limit: int = 500) -> list[Wakeup]:
+    """Re-queue stuck submissions; return the wake-ups to send once this transaction commits."""
+    now = utcnow()
+    stale_before = now - timedelta(seconds=settings.requeue_after_s)
+    stuck = session.execute(
+        select(Submission.id, Submission.status, Submission.attempt, Assignment.queue, Assignment.slug)
+        .join(Assignment, Submission.assignment_id == Assignment.id)
+        .where(
+            or_(
+                and_(Submission.status == SubmissionStatus.running, Submission.lease_expires_at < now),
+                and_(
+                    Submission.status == SubmissionStatus.queued,
+                    or_(Submission.enqueued_at.is_(None), Submission.enqueued_at < stale_before),
+                ),
+            )
+        )
+        .order_by(Submission.id)
+        .limit(limit)
+    ).all()
+    wakeups: list[Wakeup] = []
+    for sub_id, status, attempt, queue, slug in stuck:
+        # Each change is conditional on what we saw, so a worker that claims or finishes the row
+        # in between wins and we leave it alone.
+        seen = and_(Submission.id == sub_id, Submission.status == status, Submission.attempt == attempt)
+        if status == SubmissionStatus.running:
+            seen = and_(seen, Submission.lease_expires_at < now)
+        if attempt >= settings.max_attempts:
+            report = internal_error_report(
+                slug,
+                f"Grading failed {attempt} times on our side (the worker stopped); the staff have been notified "
+                "by the logs. Your submission is kept.",
+                f"评分在服务器端失败了 {attempt} 次（评分进程中断）。你的提交已保存，请联系助教。",
+            )
+            if _finish(session, seen, sub_id, attempt, SubmissionStatus.error, report):
+                log.error("submission %s: giving up after %s attempts", sub_id, attempt)
+            continue
+        changed = session.execute(
+            update(Submission)
+            .where(seen)
+            .values(status=SubmissionStatus.queued, lease_expires_at=None, enqueued_at=now)
+            .returning(Submission.id)
+        ).scalar_one_or_none()
+        if changed is not None:
+            log.warning("submission %s: re-queued (was %s, attempt %s)", sub_id, status, attempt)
+            wakeups.append(Wakeup(sub_id, queue))
+    session.flush()
+    return wakeups

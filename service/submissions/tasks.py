@@ -1,0 +1,163 @@
+"""Celery tasks: grade one submission under a lease, and sweep stuck submissions."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from functools import cache
+from types import TracebackType
+
+from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from sqlalchemy.orm import Session, sessionmaker
+
+import grader
+from grader.assignments import AssignmentSpec
+from grader.report import ErrorCode, GradeReport
+from service.config import Device, Settings, get_settings
+from service.db import unit_of_work
+from service.storage import BlobStore
+from service.submissions import service
+from service.worker import GRADE_TASK, SWEEP_TASK, send_grade, worker_session_factory
+
+log = logging.getLogger(__name__)
+
+
+@cache
+def cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def resolve_device(preference: Device) -> str:
+    """HWGRADE_DEVICE: auto picks CUDA when this machine has it; cuda without a GPU is an error."""
+    if preference == "cpu":
+        return "cpu"
+    if cuda_available():
+        return "cuda"
+    if preference == "cuda":
+        raise RuntimeError("HWGRADE_DEVICE=cuda but torch sees no CUDA device")
+    return "cpu"
+
+
+class LeaseKeeper:
+    """Renews a grading's lease in the background until the grading ends."""
+
+    def __init__(
+        self, factory: sessionmaker[Session], submission_id: int, attempt: int, lease_s: float
+    ) -> None:
+        self.factory = factory
+        self.submission_id = submission_id
+        self.attempt = attempt
+        self.lease_s = lease_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{submission_id}", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.lease_s / 3):
+            try:
+                with unit_of_work(self.factory) as session:
+                    held = service.renew_lease(session, self.submission_id, self.attempt, self.lease_s)
+            except Exception:
+                log.exception("submission %s: lease renewal failed", self.submission_id)
+                continue
+            if not held:
+                log.warning("submission %s: attempt %s lost its lease", self.submission_id, self.attempt)
+                return
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def run_grader(claim: service.Claim, settings: Settings) -> GradeReport:
+    """Call the grader on the stored zip; every failure of ours becomes an `internal` error report."""
+    slug = claim.assignment_slug
+    zip_path = BlobStore(settings.blob_dir).path(claim.stored_path)
+    if not zip_path.is_file():
+        log.error("submission %s: stored zip %s is missing", claim.submission_id, zip_path)
+        return service.internal_error_report(
+            slug,
+            "The stored upload is missing on the grading machine; please contact the course staff.",
+            "评分服务器上找不到已保存的上传文件，请联系助教。",
+        )
+    try:
+        return grader.grade(
+            zip_path,
+            AssignmentSpec.model_validate(claim.spec),
+            data_dir=settings.data_dir,
+            device=resolve_device(settings.device),
+        )
+    except SoftTimeLimitExceeded:
+        log.error("submission %s: grading exceeded the task time limit", claim.submission_id)
+        return GradeReport.model_validate(
+            {
+                "status": "error",
+                "assignment": slug,
+                "error": {
+                    "code": ErrorCode.timeout,
+                    "message": "Grading took longer than the service allows and was stopped.",
+                    "message_zh": "评分时间超过了服务允许的上限，已被终止。",
+                },
+            }
+        )
+    except Exception as exc:
+        log.exception("submission %s: grader raised", claim.submission_id)
+        return service.internal_error_report(
+            slug,
+            f"The grader failed on our side ({type(exc).__name__}); this is not your fault. The staff can "
+            "see the details in the logs.",
+            f"评分程序在服务器端出错（{type(exc).__name__}），不是你的问题。助教可以在日志中查看详情。",
+        )
+
+
+@shared_task(name=GRADE_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def grade_submission(self: Task, submission_id: int) -> str:
+    """Grade one submission if this delivery can take its lease; write the result exactly once."""
+    settings = get_settings()
+    factory = worker_session_factory()
+    worker = self.request.hostname or socket.gethostname()
+    with unit_of_work(factory) as session:
+        claim = service.claim(
+            session,
+            submission_id,
+            lease_s=settings.lease_s,
+            max_attempts=settings.max_attempts,
+            worker=worker,
+        )
+    if claim is None:
+        log.info("submission %s: not claimable (done, or held by a live attempt); skipping", submission_id)
+        return "skipped"
+    log.info("submission %s: attempt %s grading %s", submission_id, claim.attempt, claim.assignment_slug)
+    with LeaseKeeper(factory, submission_id, claim.attempt, settings.lease_s):
+        report = run_grader(claim, settings)
+    with unit_of_work(factory) as session:
+        written = service.record_report(session, submission_id, claim.attempt, report)
+    if not written:
+        log.warning(
+            "submission %s: attempt %s lost its lease; result discarded", submission_id, claim.attempt
+        )
+        return "stale"
+    log.info("submission %s: %s score=%.4f", submission_id, report.status, report.score)
+    return report.status
+
+
+@shared_task(name=SWEEP_TASK, bind=True, ignore_result=True, acks_late=False)
+def sweep_submissions(self: Task) -> int:
+    """Re-queue submissions stuck queued or running past their lease; return how many were woken."""
+    settings = get_settings()
+    with unit_of_work(worker_session_factory()) as session:
+        wakeups = service.sweep(session, settings)
+    for wakeup in wakeups:
+        if not send_grade(self.app, wakeup.submission_id, wakeup.queue):
+            with unit_of_work(worker_session_factory()) as session:
+                service.mark_not_enqueued(session, wakeup.submission_id)
+    return len(wakeups)
