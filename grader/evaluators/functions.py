@@ -16,10 +16,12 @@ Checks (each check is one call or one optimizer run; a check with several output
   batch of 8", one check per output: "forward_backward: <case>, <loss|dW1|db1|dW2|db2>";
   softmax_cross_entropy on "zeros", "random (5, 4)", "random (8, 10)", "±1000 stays finite", one
   check per output: "softmax_cross_entropy: <case>, <loss|dlogits>".
-- optimizers (24): for SGD, Momentum, AdaGrad, RMSProp, Adam: "<C>: two steps on a small fixed
+- optimizers (27): for SGD, Momentum, AdaGrad, RMSProp, Adam: "<C>: two steps on a small fixed
   case", "<C>: several parameter tensors" (3 tensors, 5 steps), "<C>: 50-step trajectory",
-  "<C>: two instances do not share state" (interleaved steps), and except SGD "<C>: custom
-  hyperparameters" (non-default keywords). Every parameter after every step is compared.
+  "<C>: two instances do not share state" (interleaved steps); except SGD "<C>: custom
+  hyperparameters" (non-default keywords); AdaGrad, RMSProp, Adam "<C>: small gradients (eps
+  matters)" (gradients ~1e-6, where eps's place and default show). Every parameter after every
+  step is compared; lr is passed positionally, the rest by keyword.
 
 Hints name well-known mistakes by computing their outputs too and matching what came back
 (torch-style momentum, Adam without bias correction, eps inside the square root, naive softmax
@@ -101,6 +103,8 @@ class _Check:
     input: Any
     parts: list[_Part]
     hint: Message | None = None
+    # The "two instances" check: a failure while every other check of the class passes means shared state.
+    isolation: bool = False
     nonfinite_hint: Message | None = None
     error_hints: list[tuple[re.Pattern[str], Message]] = field(default_factory=list)
 
@@ -500,6 +504,19 @@ OPT_SETTINGS: dict[str, tuple[float, dict[str, float]]] = {
 }
 
 
+# Gradient sizes for the "small gradients" checks: sqrt(s) is then comparable to the default eps.
+SMALL_GRAD_SCALE = {"AdaGrad": 1e-6, "RMSProp": 1e-6, "Adam": 1e-7}
+
+
+def _defaults(cls: type[ref_opt.Optimizer], **defaults: float) -> Callable[..., ref_opt.Optimizer]:
+    """`cls` with other default keywords (e.g. torch's), for the hint that names them."""
+
+    def make(params: list[np.ndarray], lr: float, **kw: float) -> ref_opt.Optimizer:
+        return cls(params, lr, **{**defaults, **kw})
+
+    return make
+
+
 class _TorchMomentum(ref_opt.Momentum):
     def _update(self, i: int, g: np.ndarray) -> np.ndarray:
         prev = self.s[i]
@@ -543,7 +560,7 @@ _EPS_INSIDE = _m(
     "eps is added after the square root: g / (np.sqrt(s) + eps), not g / np.sqrt(s + eps).",
     "eps 加在开方之后：g / (np.sqrt(s) + eps)，而不是 g / np.sqrt(s + eps)。",
 )
-OPT_VARIANTS: dict[str, list[tuple[type[ref_opt.Optimizer], Message]]] = {
+OPT_VARIANTS: dict[str, list[tuple[Callable[..., ref_opt.Optimizer], Message]]] = {
     "Momentum": [
         (
             _TorchMomentum,
@@ -563,9 +580,32 @@ OPT_VARIANTS: dict[str, list[tuple[type[ref_opt.Optimizer], Message]]] = {
             ),
         ),
     ],
-    "AdaGrad": [(_EpsInsideAdaGrad, _EPS_INSIDE)],
+    "AdaGrad": [
+        (_EpsInsideAdaGrad, _EPS_INSIDE),
+        (
+            _defaults(ref_opt.AdaGrad, eps=1e-10),
+            _m(
+                "AdaGrad's default eps in the course is 1e-6 (torch.optim.Adagrad uses 1e-10).",
+                "课程中 AdaGrad 的默认 eps 为 1e-6（torch.optim.Adagrad 用的是 1e-10）。",
+            ),
+        ),
+    ],
     "RMSProp": [
         (_EpsInsideRMSProp, _EPS_INSIDE),
+        (
+            _defaults(ref_opt.RMSProp, eps=1e-8),
+            _m(
+                "RMSProp's default eps in the course is 1e-6 (torch.optim.RMSprop uses 1e-8).",
+                "课程中 RMSProp 的默认 eps 为 1e-6（torch.optim.RMSprop 用的是 1e-8）。",
+            ),
+        ),
+        (
+            _defaults(ref_opt.RMSProp, beta=0.99),
+            _m(
+                "RMSProp's default beta in the course is 0.9 (torch.optim.RMSprop's alpha defaults to 0.99).",
+                "课程中 RMSProp 的默认 beta 为 0.9（torch.optim.RMSprop 的 alpha 默认是 0.99）。",
+            ),
+        ),
         (
             _SwappedRMSProp,
             _m(
@@ -651,6 +691,16 @@ def _plan_optimizers(plan: _Plan) -> None:
                     [(0, [rng.normal(size=5)]) for _ in range(10)],
                 )
             )
+        if cls_name in SMALL_GRAD_SCALE:
+            # With gradients near eps in size, where eps sits and its default value both matter.
+            scale = SMALL_GRAD_SCALE[cls_name]
+            cases.append(
+                (
+                    "small gradients (eps matters)",
+                    [([rng.normal(size=4)], lr, {})],
+                    [(0, [scale * rng.normal(size=4)]) for _ in range(10)],
+                )
+            )
         shapes = [(3,), (2, 2)]
         cases.append(
             (
@@ -701,7 +751,7 @@ def _plan_optimizers(plan: _Plan) -> None:
                         }
                     ),
                     parts=parts,
-                    hint=_SHARED_STATE if len(instances) > 1 else None,
+                    isolation=len(instances) > 1,
                     error_hints=[(_KWARG_ERROR, _signature_hint(cls_name))],
                 )
             )
@@ -786,10 +836,17 @@ class FunctionsEvaluator:
             )
         state: _State = prepared.state
         ops = (result.get("info") or {}).get("ops", {})
+        outcomes = [
+            _evaluate(check, state.module, ops.get(check.op), output.arrays) for check in state.checks
+        ]
+        failed_funcs = {
+            c.func for c, o in zip(state.checks, outcomes, strict=True) if not o.passed and not c.isolation
+        }
         checks: list[CheckResult] = []
         per_func: dict[str, dict[str, int]] = {}
-        for check in state.checks:
-            outcome = _evaluate(check, state.module, ops.get(check.op), output.arrays)
+        for check, outcome in zip(state.checks, outcomes, strict=True):
+            if check.isolation and not outcome.passed and check.func not in failed_funcs:
+                outcome.hint = _SHARED_STATE
             checks.append(
                 CheckResult(
                     name=check.name,
@@ -848,18 +905,27 @@ def _evaluate(
         )
     if not rec.get("ok"):
         error = str(rec.get("error") or "failed")
-        hint = next((h for pat, h in check.error_hints if pat.search(error)), check.hint)
         if error.startswith("returned"):
             return _Outcome(
                 False,
                 f"{check.call} {error}; expected NumPy arrays (or torch tensors, or floats for scalars).",
                 f"{check.call} 的返回值无法读取（{error}）；应返回 NumPy 数组（或 torch 张量，标量可为 float）。",
-                hint=hint,
+                hint=_m(
+                    f"Return numbers, not text or None: {SIGNATURES[check.func]}.",
+                    f"请返回数值，而不是字符串或 None：{SIGNATURES[check.func]}。",
+                ),
             )
+        where = rec.get("where")
+        hint = next((h for pat, h in check.error_hints if pat.search(error)), None) or check.hint
+        hint = hint or _m(
+            f"Run it yourself on the input shown (float64 NumPy arrays) to reproduce the error: "
+            f"{SIGNATURES[check.func]}.",
+            f"请用上面显示的输入（float64 NumPy 数组）自己运行一遍以复现错误：{SIGNATURES[check.func]}。",
+        )
         return _Outcome(
             False,
-            f"{check.call} raised {error}",
-            f"{check.call} 抛出了异常 {error}",
+            f"{check.call} raised {error}" + (f" (in {where})" if where else ""),
+            f"{check.call} 抛出了异常 {error}" + (f"（位置：{where}）" if where else ""),
             hint=hint,
         )
     for part in check.parts:

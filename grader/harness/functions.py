@@ -29,8 +29,10 @@ Torch tensors (any subclass), numpy arrays and scalars of bool/int/float dtype, 
 become float64; anything else fails that op with "returned <type>".
 
 info = {"module": relative path, "module_candidates": [...], "ops": {id: {"ok", "error", "missing",
-"kind", "returned"}}}; "error" is "ExcType: message" or a conversion problem, "missing" says the
-function or class does not exist, "kind" is "array" | "tuple" | "dict" | "trajectory".
+"kind", "returned", ["keys"], ["where"]}}}; "error" is "ExcType: message" or "returned <what>" (a
+value that is not numeric), "missing" says the function or class does not exist, "kind" is
+"array" | "tuple" | "dict" | "trajectory", "returned" the returned type, "keys" a dict's keys,
+"where" which constructor or step() call raised.
 """
 
 from __future__ import annotations
@@ -262,7 +264,8 @@ def _run_optimizer(
         except MemoryError:
             raise
         except Exception as e:
-            rec["error"] = f"{spec['cls']}(...) raised {_error(e)}"
+            rec["error"] = _error(e)
+            rec["where"] = f"{spec['cls']}(...)"
             return rec
         param_lists.append(params)
     history: list[list[list[np.ndarray]]] = [[[] for _ in p] for p in param_lists]
@@ -274,7 +277,8 @@ def _run_optimizer(
         except MemoryError:
             raise
         except Exception as e:
-            rec["error"] = f"step() number {n + 1} raised {_error(e)}"
+            rec["error"] = _error(e)
+            rec["where"] = f"call number {n + 1} of step()"
             return rec
         for j, p in enumerate(param_lists[i]):
             history[i][j].append(p.copy())
