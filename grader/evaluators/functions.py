@@ -628,8 +628,10 @@ OPT_VARIANTS: dict[str, list[tuple[Callable[..., ref_opt.Optimizer], Message]]] 
 }
 _NOT_IN_PLACE = _m(
     "The parameters did not change: step() must update the arrays it was given in place, "
-    "p -= lr * g (or p[...] = ...); p = p - lr * g only rebinds a local name.",
-    "参数没有变化：step() 必须原地修改传入的数组，p -= lr * g（或 p[...] = ...）；p = p - lr * g 只是重新绑定了局部变量。",
+    "p -= lr * g (or p[...] = ...); p = p - lr * g or self.params[i] = ... only rebinds a name and the "
+    "caller's arrays stay as they were.",
+    "参数没有变化：step() 必须原地修改传入的数组，p -= lr * g（或 p[...] = ...）；"
+    "p = p - lr * g 或 self.params[i] = ... 只是重新绑定了名字，调用者的数组并没有改变。",
 )
 _SHARED_STATE = _m(
     "Each optimizer instance must keep its own state (s, m, v, t) on self, created in __init__; not in a "

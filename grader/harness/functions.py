@@ -23,7 +23,8 @@ Outputs (float64 arrays, keyed by op id)
     call returning a dict                 "<id>.<key>"    for str keys made of [A-Za-z0-9_], up to 40
     optimizer                             "<id>.<instance>.<param>"  stacked over that instance's
                                           steps: shape (n_steps, *param.shape), the parameter array
-                                          the harness passed in, read after each `step`.
+                                          the harness passed in, read after each `step` (the array
+                                          object itself: rebinding list entries is not an update).
 
 Torch tensors (any subclass), numpy arrays and scalars of bool/int/float dtype, and Python numbers
 become float64; anything else fails that op with "returned <type>".
@@ -267,7 +268,9 @@ def _run_optimizer(
             rec["error"] = _error(e)
             rec["where"] = f"{spec['cls']}(...)"
             return rec
-        param_lists.append(params)
+        # Keep our own references: the contract is that step() updates these very arrays in place, so a
+        # step that rebinds entries of the list it was given does not count.
+        param_lists.append(list(params))
     history: list[list[list[np.ndarray]]] = [[[] for _ in p] for p in param_lists]
     for n, step in enumerate(op["steps"]):
         i = int(step["instance"])
