@@ -88,6 +88,7 @@ class _Part:
     key: str
     label: str
     expected: np.ndarray
+    label_zh: str = ""
     variants: list[_Variant] = field(default_factory=list)
     # For elementwise functions: the input, so a failure can show one offending element.
     elementwise_x: np.ndarray | None = None
@@ -725,10 +726,12 @@ def _plan_optimizers(plan: _Plan) -> None:
                     variants = [_Variant(w[i][j], hint) for w, hint in wrong]
                     variants.append(_Variant(np.array(unchanged), _NOT_IN_PLACE))
                     who = f"instance {i + 1}, " if len(instances) > 1 else ""
+                    who_zh = f"实例 {i + 1}，" if len(instances) > 1 else ""
                     parts.append(
                         _Part(
                             key=f"{oid}.{i}.{j}",
                             label=f"{who}params[{j}]",
+                            label_zh=f"{who_zh}params[{j}]",
                             expected=traj,
                             variants=variants,
                             trajectory=True,
@@ -762,26 +765,29 @@ def _plan_optimizers(plan: _Plan) -> None:
 # ------------------------------------------------------------------------------------ displaying
 
 
-def _num(v: float) -> float | str:
+def _num(v: float, digits: int = 10) -> float | str:
     if np.isfinite(v):
-        return float(f"{v:.10g}")
+        return float(f"{v:.{digits}g}")
     return "nan" if np.isnan(v) else ("inf" if v > 0 else "-inf")
 
 
-def _show(a: Any, limit: int = 12) -> Any:
+def _show(a: Any, limit: int = 12, digits: int = 10) -> Any:
     """A JSON-able, small view of an array: the values when small, else shape and first values."""
     if isinstance(a, list | tuple) and a and all(isinstance(v, np.ndarray) for v in a):
-        return [_show(v, limit) for v in a]
+        return [_show(v, limit, digits) for v in a]
     if not isinstance(a, np.ndarray | np.generic):
         return a
     arr = np.asarray(a, dtype=np.float64)
     if arr.size <= limit:
-        return np.vectorize(_num, otypes=[object])(arr).tolist() if arr.ndim else _num(float(arr))
-    return {"shape": list(arr.shape), "first": [_num(float(v)) for v in arr.reshape(-1)[:6]]}
+        if arr.ndim == 0:
+            return _num(float(arr), digits)
+        return np.vectorize(lambda v: _num(v, digits), otypes=[object])(arr).tolist()
+    return {"shape": list(arr.shape), "first": [_num(float(v), digits) for v in arr.reshape(-1)[:6]]}
 
 
 def _input_display(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: _show(v) for k, v in values.items()}
+    # Inputs are shown to 7 digits: enough to recognise them, short enough to read.
+    return {k: _show(v, digits=7) for k, v in values.items()}
 
 
 def _fmt(a: np.ndarray) -> str:
@@ -1008,10 +1014,13 @@ def _compare_part(check: _Check, part: _Part, rec: dict[str, Any], arrays: dict[
     if part.trajectory:
         step = idx[0]
         en = (
-            f"{part.label} first differs after step {step + 1} of {exp.shape[0]}: expected {_fmt(exp[step])}, "
-            f"got {_fmt(got[step])}."
+            f"{check.call}: {part.label} first differs after step {step + 1} of {exp.shape[0]}: "
+            f"expected {_fmt(exp[step])}, got {_fmt(got[step])}."
         )
-        zh = f"{part.label} 在第 {step + 1} 步（共 {exp.shape[0]} 步）之后开始不同：应为 {_fmt(exp[step])}，实际为 {_fmt(got[step])}。"
+        zh = (
+            f"{check.call}：{part.label_zh or part.label} 在第 {step + 1} 步（共 {exp.shape[0]} 步）之后开始不同："
+            f"应为 {_fmt(exp[step])}，实际为 {_fmt(got[step])}。"
+        )
         return _Outcome(False, en, zh, got=_show(got[step]), hint=hint, expected=_show(exp[step]))
     if part.elementwise_x is not None and exp.ndim > 0:
         x = float(part.elementwise_x[idx])
