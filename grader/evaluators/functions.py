@@ -443,7 +443,7 @@ def _plan_backprop(plan: _Plan) -> None:
             "loss 和 dlogits 都是对批次取平均：把求和后的 loss 和梯度 (softmax - onehot) 都除以 n。",
         )
         for i, (label, exp_value) in enumerate((("loss", loss), ("dlogits", grad))):
-            variants = [_Variant(np.asarray(exp_value) * n, mean_hint)] if n > 1 else []
+            ce_variants = [_Variant(np.asarray(exp_value) * n, mean_hint)] if n > 1 else []
             plan.checks.append(
                 _Check(
                     name=f"softmax_cross_entropy: {case}, {label}",
@@ -456,7 +456,7 @@ def _plan_backprop(plan: _Plan) -> None:
                             key=f"{oid}.{i}",
                             label=f"{label} (item {i} of the returned tuple)",
                             expected=np.asarray(exp_value, dtype=np.float64),
-                            variants=variants,
+                            variants=ce_variants,
                         )
                     ],
                     nonfinite_hint=lse,
@@ -521,15 +521,17 @@ def _defaults(cls: type[ref_opt.Optimizer], **defaults: float) -> Callable[..., 
 class _TorchMomentum(ref_opt.Momentum):
     def _update(self, i: int, g: np.ndarray) -> np.ndarray:
         prev = self.s[i]
-        self.s[i] = g.copy() if prev is None else self.beta * prev + g
-        return self.lr * self.s[i]
+        s = g.copy() if prev is None else self.beta * prev + g
+        self.s[i] = s
+        return self.lr * s
 
 
 class _ZeroStartMomentum(ref_opt.Momentum):
     def _update(self, i: int, g: np.ndarray) -> np.ndarray:
         prev = self.s[i]
-        self.s[i] = self.beta * (0.0 if prev is None else prev) + (1.0 - self.beta) * g
-        return self.lr * self.s[i]
+        s = (1.0 - self.beta) * g if prev is None else self.beta * prev + (1.0 - self.beta) * g
+        self.s[i] = s
+        return self.lr * s
 
 
 class _EpsInsideAdaGrad(ref_opt.AdaGrad):
