@@ -84,8 +84,9 @@ def validate_phone_price_frame(frame: pd.DataFrame, source: str = "data") -> pd.
 
 def frame_to_arrays(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Validated frame -> (x float32 (n, 20), y int64)."""
-    x = np.ascontiguousarray(frame[PHONE_PRICE_COLUMNS].to_numpy(dtype=np.float32))
-    y = np.ascontiguousarray(frame[LABEL_COLUMN].to_numpy(dtype=np.int64))
+    # np.array copies: pandas (copy-on-write) may hand out read-only views.
+    x = np.array(frame[PHONE_PRICE_COLUMNS].to_numpy(dtype=np.float32), order="C")
+    y = np.array(frame[LABEL_COLUMN].to_numpy(dtype=np.int64), order="C")
     return x, y
 
 

@@ -64,7 +64,8 @@ def generate_phone_price_frame(n: int, seed: int) -> pd.DataFrame:
     cols["clock_speed"] = np.maximum(0.5, np.round(rng.uniform(0.0, 3.0, size=n), 1))
     cols["dual_sim"] = (rng.random_sample(n) < _P_ONE["dual_sim"]).astype(np.int64)
     pc = rng.randint(0, 21, size=n)
-    cols["fc"] = np.floor(rng.random_sample(n) ** _FC_POWER * (pc + 1)).astype(np.int64)
+    fc = np.floor(rng.random_sample(n) ** _FC_POWER * (pc + 1)).astype(np.int64)
+    cols["fc"] = np.minimum(fc, 19)  # the real front camera tops out at 19 MP
     four_g = (rng.random_sample(n) < _P_ONE["four_g"]).astype(np.int64)
     cols["four_g"] = four_g
     cols["int_memory"] = rng.randint(2, 65, size=n)
@@ -75,13 +76,14 @@ def generate_phone_price_frame(n: int, seed: int) -> pd.DataFrame:
     cols["pc"] = pc
     px_width = rng.randint(500, 1999, size=n)
     # px_height <= px_width, mean about 645 as in the real data.
-    cols["px_height"] = np.floor(rng.random_sample(n) ** 0.93 * px_width).astype(np.int64)
+    px_height = np.floor(rng.random_sample(n) ** 0.93 * px_width).astype(np.int64)
+    cols["px_height"] = np.minimum(px_height, 1960)  # the real maximum
     cols["px_width"] = px_width
     cols["ram"] = rng.randint(256, 3999, size=n)
     sc_h = rng.randint(5, 20, size=n)
     cols["sc_h"] = sc_h
     # sc_w <= sc_h, mean about 5.77 as in the real data.
-    cols["sc_w"] = np.floor(rng.random_sample(n) * (sc_h + 0.5)).astype(np.int64)
+    cols["sc_w"] = np.minimum(np.floor(rng.random_sample(n) * (sc_h + 0.5)).astype(np.int64), 18)
     cols["talk_time"] = rng.randint(2, 21, size=n)
     three_g_alone = (rng.random_sample(n) < _P_THREE_G_WITHOUT_FOUR_G).astype(np.int64)
     cols["three_g"] = np.where(four_g == 1, 1, three_g_alone)
