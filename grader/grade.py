@@ -80,6 +80,16 @@ def _error_from_run(
                 f"Your code tried to write a file larger than {limits.file_mb} MB and was stopped.",
                 f"你的代码试图写入超过 {limits.file_mb} MB 的文件，已被终止。",
             )
+        logs = run.stderr_tail + run.stdout_tail
+        if "Thread creation failed" in logs or "can't start new thread" in logs:
+            return GradeError(
+                ErrorCode.process_limit,
+                f"Your code started too many processes or threads (the limit is {limits.max_processes}), so "
+                f"the model could not run. Don't start processes at import time, and use DataLoader with "
+                f"num_workers=0 in code the grader imports.",
+                f"你的代码创建了过多的进程或线程（上限 {limits.max_processes}），模型无法运行。不要在导入时启动进程；"
+                f"评测会导入的代码中 DataLoader 请使用 num_workers=0。",
+            )
         how = f"signal {sig}" if sig else f"exit code {run.returncode}"
         return GradeError(
             ErrorCode.crashed,
@@ -141,7 +151,7 @@ def grade(
         logs = run.logs_tail()
         info = (run.result or {}).get("info") or {}
         if isinstance(info, dict):
-            if info.get("traceback"):
+            if info.get("traceback") and str(info["traceback"]).strip() not in logs:
                 logs = (logs + "\n" + str(info["traceback"]))[-8000:]
             for k, v in (info.get("timings") or {}).items():
                 timings[f"harness_{k}"] = float(v)

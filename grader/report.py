@@ -26,6 +26,7 @@ class ErrorCode(StrEnum):
     load_failed = "load_failed"
     timeout = "timeout"
     memory_limit = "memory_limit"
+    process_limit = "process_limit"
     bad_output = "bad_output"
     missing_function = "missing_function"
     crashed = "crashed"

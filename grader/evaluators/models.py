@@ -129,6 +129,7 @@ class ModelEvaluator:
             "columns": hidden.columns,
             "n_classes": N_CLASSES[spec.kind],
             "batch_size": 1000,
+            "preimport": ["pandas", "sklearn.preprocessing", "joblib"] if spec.kind == "phone-price" else [],
         }
         return Prepared(
             job=job,

@@ -16,6 +16,7 @@ job.json (written by the trusted side, read-only inside):
     workdir           the student's writable working directory (private tmpfs)
     inputs            {name: path to .npy}, loaded with allow_pickle=False
     kind              "model" or "functions"; the rest of the job is for that kind's module
+    preimport         optional: modules to import before dropping privileges (warm, and readable)
 
 Result written to out_fd: an uncompressed .npz whose arrays are the kind module's outputs, plus
 `__result__`, a uint8 array holding UTF-8 JSON: {"ok": bool, "error": {"code", "message",
@@ -120,6 +121,12 @@ def main(job_path: str) -> int:
     import torch
 
     torch.set_num_threads(max(1, int(job.get("threads", 1))))
+    for name in job.get("preimport", []):
+        # Libraries the job will need (pandas for a scaler, say), imported while still trusted.
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
     kind_module = _load_sibling("models" if job["kind"] == "model" else "functions")
 
     _drop_privileges(job)

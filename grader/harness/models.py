@@ -76,6 +76,15 @@ class _Imports:
         self.py_files = py_files
         self.modules: dict[str, Any] = {}
         self.failures: dict[str, str] = {}
+        # Files named like the standard library or an installed package (torch.py, sitecustomize.py)
+        # are never imported by the discovery sweep; the student's own imports still get the real ones.
+        self.shadowing = {
+            rel
+            for rel in py_files
+            if Path(rel).stem in sys.stdlib_module_names
+            or Path(rel).stem in ("sitecustomize", "usercustomize")
+            or importlib.util.find_spec(Path(rel).stem) is not None
+        }
         for rel in py_files:
             folder = str((root / rel).parent)
             if folder not in sys.path:
@@ -111,8 +120,14 @@ class _Imports:
 
     def load_all(self) -> None:
         for rel in self.py_files:
-            with contextlib.suppress(Exception, SystemExit):
+            if rel in self.shadowing:
+                continue
+            try:
                 self.load(rel)
+            except MemoryError:
+                raise
+            except (Exception, SystemExit):
+                continue
 
     def classes(self) -> list[tuple[str, type]]:
         """nn.Module subclasses defined in the student's files, deduplicated."""
@@ -139,6 +154,8 @@ class _Imports:
 
 
 def _import_failure_error(imports: _Imports, rel: str, exc: str) -> Exception:
+    if exc.startswith("MemoryError"):
+        return MemoryError(exc)
     missing = ""
     if exc.startswith(("FileNotFoundError", "OSError")):
         missing = exc.split(":", 1)[-1].strip()

