@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 
 class AssignmentRead(BaseModel):
@@ -23,7 +23,8 @@ class AssignmentUpdate(BaseModel):
 
     title: str | None = Field(default=None, min_length=1, max_length=200)
     title_zh: str | None = Field(default=None, max_length=200)
-    deadline: datetime | None = None
+    # With an offset, e.g. 2026-12-01T23:59:00+08:00; stored and returned in UTC.
+    deadline: AwareDatetime | None = None
     daily_limit: int | None = Field(default=None, ge=0)
     pass_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     queue: Literal["grading", "gpu"] | None = None

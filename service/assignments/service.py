@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -68,6 +69,8 @@ def update(session: Session, assignment: Assignment, data: AssignmentUpdate) -> 
     for field, value in data.model_dump(exclude_unset=True).items():
         if value is None and field != "deadline":
             continue
+        if isinstance(value, datetime):
+            value = value.astimezone(UTC)
         setattr(assignment, field, value)
     session.flush()
     return assignment

@@ -90,7 +90,8 @@ class Result(Base):
     error_message_zh: Mapped[str | None] = mapped_column(Text)
     logs_tail: Mapped[str] = mapped_column(Text, default="")
     timings: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    sandbox: Mapped[str] = mapped_column(String(64), default="")
+    # How the code was isolated, in the grader's words (e.g. "bwrap: ... namespaces, seccomp, rlimits").
+    sandbox: Mapped[str] = mapped_column(Text, default="")
     # discovery, attachments, dataset info and grader version from the GradeReport.
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # The attempt that wrote this result.

@@ -8,7 +8,7 @@ import threading
 from functools import cache
 from types import TracebackType
 
-from celery import Task, shared_task
+from celery import Celery, Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -119,12 +119,12 @@ def run_grader(claim: service.Claim, settings: Settings) -> GradeReport:
         )
 
 
-@shared_task(name=GRADE_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-def grade_submission(self: Task, submission_id: int) -> str:
-    """Grade one submission if this delivery can take its lease; write the result exactly once."""
-    settings = get_settings()
-    factory = worker_session_factory()
-    worker = self.request.hostname or socket.gethostname()
+def grade_one(factory: sessionmaker[Session], settings: Settings, submission_id: int, worker: str) -> str:
+    """Grade one submission if we can take its lease; write the result exactly once.
+
+    Three short transactions, not one: the claim must be visible to other workers while the grading
+    (minutes, no transaction open) runs, and the result is written under the lease it took.
+    """
     with unit_of_work(factory) as session:
         claim = service.claim(
             session,
@@ -150,14 +150,25 @@ def grade_submission(self: Task, submission_id: int) -> str:
     return report.status
 
 
-@shared_task(name=SWEEP_TASK, bind=True, ignore_result=True, acks_late=False)
-def sweep_submissions(self: Task) -> int:
-    """Re-queue submissions stuck queued or running past their lease; return how many were woken."""
-    settings = get_settings()
-    with unit_of_work(worker_session_factory()) as session:
+def sweep_once(factory: sessionmaker[Session], settings: Settings, celery: Celery) -> int:
+    """Re-queue stuck submissions and send their wake-ups; return how many were woken."""
+    with unit_of_work(factory) as session:
         wakeups = service.sweep(session, settings)
     for wakeup in wakeups:
-        if not send_grade(self.app, wakeup.submission_id, wakeup.queue):
-            with unit_of_work(worker_session_factory()) as session:
+        if not send_grade(celery, wakeup.submission_id, wakeup.queue):
+            with unit_of_work(factory) as session:
                 service.mark_not_enqueued(session, wakeup.submission_id)
     return len(wakeups)
+
+
+@shared_task(name=GRADE_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def grade_submission(self: Task, submission_id: int) -> str:
+    """Grade one submission (see grade_one); a redelivered message finds the lease taken and skips."""
+    worker = self.request.hostname or socket.gethostname()
+    return grade_one(worker_session_factory(), get_settings(), submission_id, worker)
+
+
+@shared_task(name=SWEEP_TASK, bind=True, ignore_result=True, acks_late=False)
+def sweep_submissions(self: Task) -> int:
+    """Re-queue submissions stuck queued or running past their lease (run by beat)."""
+    return sweep_once(worker_session_factory(), get_settings(), self.app)

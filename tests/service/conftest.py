@@ -1,0 +1,85 @@
+"""Service fixtures: a private Postgres database per test session, each test in a rolled-back
+transaction, the API in-process with a broker that needs no server (kombu's in-memory transport)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from celery import Celery
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.config import Settings
+from service.db import create_db_engine
+from service.main import create_app
+from service.worker import QUEUES, create_celery
+from tests.service.helpers import fresh_database, pg_available
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A migrated database of our own on the shared Postgres (others test there at the same time)."""
+    if not pg_available():
+        pytest.skip("Postgres at 127.0.0.1:5432 is not reachable")
+    with fresh_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def engine(pg_url: str) -> Iterator[Engine]:
+    engine = create_db_engine(pg_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def db_factory(engine: Engine) -> Iterator[sessionmaker[Session]]:
+    """Sessions inside one outer transaction that is rolled back after the test; their commits
+    only release savepoints."""
+    with engine.connect() as conn:
+        outer = conn.begin()
+        yield sessionmaker(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False)
+        outer.rollback()
+
+
+@pytest.fixture
+def db(db_factory: sessionmaker[Session]) -> Iterator[Session]:
+    with db_factory() as session:
+        yield session
+
+
+@pytest.fixture
+def settings(tmp_path: Path, pg_url: str) -> Settings:
+    return Settings(
+        env="test",
+        home=tmp_path / "home",
+        database_url=pg_url,
+        broker_url="memory://",
+        max_upload_mb=1,
+        device="cpu",
+    )
+
+
+@pytest.fixture
+def celery_producer(settings: Settings) -> Celery:
+    """The API's Celery app on kombu's in-memory transport (process-global: emptied first)."""
+    celery = create_celery(settings)
+    with celery.connection_for_write() as conn:
+        for queue in QUEUES:
+            conn.default_channel.queue_purge(queue)
+    return celery
+
+
+@pytest.fixture
+def app(settings: Settings, db_factory: sessionmaker[Session], celery_producer: Celery) -> FastAPI:
+    return create_app(settings, session_factory=db_factory, celery=celery_producer)
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app) as client:
+        yield client

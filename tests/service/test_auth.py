@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
+
+from service.submissions.models import Submission
+from tests.service.factories import auth, create_assignment, create_instructor, create_user
+from tests.service.helpers import make_zip
+
+
+def _upload(client: TestClient, token: str, slug: str = "activations") -> int:
+    resp = client.post(
+        f"/api/v1/assignments/{slug}/submissions",
+        files={"file": ("hw.zip", make_zip({"activations.py": "x = 1\n"}))},
+        headers=auth(token),
+    )
+    assert resp.status_code == 202, resp.text
+    return int(resp.json()["id"])
+
+
+def test_no_token_is_401_with_bearer_challenge(client: TestClient, db: Session) -> None:
+    create_assignment(db)
+    db.commit()
+    for method, path in [
+        ("GET", "/api/v1/me"),
+        ("GET", "/api/v1/assignments"),
+        ("GET", "/api/v1/me/submissions"),
+        ("GET", "/api/v1/submissions/1"),
+        ("POST", "/api/v1/assignments/activations/submissions"),
+    ]:
+        resp = client.request(method, path)
+        assert resp.status_code == 401, (method, path, resp.text)
+        assert resp.json()["error"] == "unauthorized"
+        assert resp.json()["detail_zh"]
+        assert resp.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_wrong_token_and_wrong_scheme_are_401(client: TestClient, db: Session) -> None:
+    _, token = create_user(db)
+    db.commit()
+    assert client.get("/api/v1/me", headers=auth(token + "x")).status_code == 401
+    assert client.get("/api/v1/me", headers={"Authorization": f"Basic {token}"}).status_code == 401
+    me = client.get("/api/v1/me", headers=auth(token))
+    assert me.status_code == 200
+    assert me.json()["role"] == "student"
+
+
+def test_tokens_are_stored_hashed(db: Session) -> None:
+    user, token = create_user(db)
+    assert token.startswith("hwg_") and len(token) > 40
+    assert token not in user.token_hash and len(user.token_hash) == 64
+
+
+def test_other_students_submission_is_404_owner_and_instructor_see_it(
+    client: TestClient, db: Session
+) -> None:
+    create_assignment(db)
+    _, alice = create_user(db)
+    _, bob = create_user(db)
+    _, teacher = create_instructor(db)
+    db.commit()
+    sub_id = _upload(client, alice)
+
+    assert client.get(f"/api/v1/submissions/{sub_id}", headers=auth(alice)).status_code == 200
+    resp = client.get(f"/api/v1/submissions/{sub_id}", headers=auth(bob))
+    assert resp.status_code == 404
+    assert resp.json()["error"] == "not_found"
+    # Same answer as for an id that does not exist: ids reveal nothing.
+    assert client.get("/api/v1/submissions/999999", headers=auth(bob)).json()["error"] == "not_found"
+    assert client.get(f"/api/v1/submissions/{sub_id}", headers=auth(teacher)).status_code == 200
+    assert client.get("/api/v1/me/submissions", headers=auth(bob)).json() == []
+
+
+def test_student_on_instructor_routes_is_403(client: TestClient, db: Session) -> None:
+    create_assignment(db)
+    _, student = create_user(db)
+    _, teacher = create_instructor(db)
+    db.commit()
+    for method, path, body in [
+        ("GET", "/api/v1/users", None),
+        ("GET", "/api/v1/assignments/activations/submissions", None),
+        ("PATCH", "/api/v1/assignments/activations", {"daily_limit": 99}),
+    ]:
+        resp = client.request(method, path, json=body, headers=auth(student))
+        assert resp.status_code == 403, (path, resp.text)
+        assert resp.json()["error"] == "forbidden"
+        assert client.request(method, path, json=body, headers=auth(teacher)).status_code == 200, path
+
+
+def test_instructor_updates_course_rules(client: TestClient, db: Session) -> None:
+    assignment = create_assignment(db, "phone-price")
+    _, teacher = create_instructor(db)
+    db.commit()
+    resp = client.patch(
+        "/api/v1/assignments/phone-price",
+        json={"daily_limit": 3, "pass_threshold": 0.9, "deadline": "2026-12-01T23:59:00+08:00"},
+        headers=auth(teacher),
+    )
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["daily_limit"] == 3 and body["pass_threshold"] == 0.9
+    assert body["deadline"].startswith("2026-12-01T15:59:00")  # stored and shown in UTC
+    db.refresh(assignment)
+    assert assignment.grading_spec().pass_threshold == 0.9
+
+
+def test_submission_listing_by_instructor_shows_owner(client: TestClient, db: Session) -> None:
+    create_assignment(db)
+    alice_user, alice = create_user(db)
+    _, teacher = create_instructor(db)
+    db.commit()
+    sub_id = _upload(client, alice)
+    rows = client.get("/api/v1/assignments/activations/submissions", headers=auth(teacher)).json()
+    assert [(r["id"], r["owner"]) for r in rows] == [(sub_id, alice_user.student_number)]
+    assert db.get(Submission, sub_id) is not None

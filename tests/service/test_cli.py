@@ -1,0 +1,119 @@
+"""The `hwgrade` command, run in-process against a fresh SQLite home."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from grader.datasets import generate_phone_price_frame
+from service.cli import main
+from service.config import Settings, get_settings
+from service.db import create_db_engine, create_session_factory, unit_of_work
+from service.demo import EXAMPLES_DIR, zip_folder
+from service.users import service as users_service
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("HWGRADE_HOME", str(tmp_path))
+    monkeypatch.setenv("HWGRADE_DEVICE", "cpu")
+    monkeypatch.delenv("HWGRADE_DATABASE_URL", raising=False)
+    monkeypatch.delenv("HWGRADE_DATA_DIR", raising=False)
+    get_settings.cache_clear()
+    assert main(["db", "upgrade"]) == 0
+    yield tmp_path
+    get_settings.cache_clear()
+
+
+def _tokens(out: str) -> dict[str, str]:
+    rows = csv.DictReader(io.StringIO(out))
+    return {row["student_number"]: row["token"] for row in rows}
+
+
+def _user_for(home: Path, token: str) -> str | None:
+    engine = create_db_engine(Settings(home=home).database_url)
+    with unit_of_work(create_session_factory(engine)) as session:
+        user = users_service.get_by_token(session, token)
+        number = user.student_number if user else None
+    engine.dispose()
+    return number
+
+
+def test_db_check_passes_after_upgrade(home: Path) -> None:
+    assert main(["db", "check"]) == 0
+
+
+def test_users_add_prints_a_working_token_once(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["users", "add", "T001", "李老师", "--role", "instructor"]) == 0
+    tokens = _tokens(capsys.readouterr().out)
+    assert _user_for(home, tokens["T001"]) == "T001"
+    assert main(["users", "add", "T001", "again"]) == 1
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_import_roster_gbk_with_chinese_headers(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    roster = home / "roster.csv"
+    roster.write_bytes("学号,姓名\n2024001,张三\n2024002,李四\n".encode("gbk"))
+    assert main(["users", "import-roster", str(roster)]) == 0
+    tokens = _tokens(capsys.readouterr().out)
+    assert set(tokens) == {"2024001", "2024002"}
+    assert _user_for(home, tokens["2024002"]) == "2024002"
+
+    assert main(["users", "import-roster", str(roster)]) == 0  # again: existing tokens untouched
+    assert set(_tokens(capsys.readouterr().out).values()) == {"(unchanged)"}
+    assert _user_for(home, tokens["2024001"]) == "2024001"
+
+    out_file = home / "tokens.csv"
+    assert main(["users", "import-roster", str(roster), "--rotate-existing", "--out", str(out_file)]) == 0
+    assert out_file.stat().st_mode & 0o777 == 0o600
+    assert _user_for(home, tokens["2024001"]) is None  # rotated: the old token is dead
+
+
+def test_roster_without_the_needed_columns_is_refused(home: Path) -> None:
+    roster = home / "roster.csv"
+    roster.write_text("email\na@b.c\n")
+    with pytest.raises(SystemExit, match="student_number"):
+        main(["users", "import-roster", str(roster)])
+
+
+def test_assignments_sync_is_idempotent(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["assignments", "sync"]) == 0
+    first = capsys.readouterr().out
+    assert first.count("created") == 5 and "phone-price" in first
+    assert main(["assignments", "sync"]) == 0
+    assert capsys.readouterr().out.count("updated") == 5
+    assert main(["assignments", "list"]) == 0
+    assert "pass>=0.9625" in capsys.readouterr().out
+
+
+def test_datasets_import_phone_price(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    train = home / "train.csv"
+    generate_phone_price_frame(400, seed=1).to_csv(train, index=False)
+    out = home / "data"
+    args = ["datasets", "import", "phone-price", "--from", str(train), "--holdout", "0.2", "--seed", "88"]
+    assert main([*args, "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["seed"] == 88 and summary["stratify"] is True
+    assert (out / "phone-price" / "hidden.csv").is_file() and (out / "phone-price" / "handout.csv").is_file()
+
+
+@pytest.mark.slow
+def test_check_grades_locally(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    zip_path = home / "activations.zip"
+    zip_path.write_bytes(zip_folder(EXAMPLES_DIR / "activations"))
+    assert main(["check", str(zip_path), "--assignment", "activations"]) == 0
+    out = capsys.readouterr().out
+    assert "Score 得分: 1.0000" in out and "PASSED" in out
+    assert main(["check", str(zip_path), "-a", "activations", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["status"] == "graded" and report["score"] == 1.0
+
+
+def test_check_unknown_assignment(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "x.zip", "--assignment", "nope"]) == 2
+    assert "unknown assignment" in capsys.readouterr().err

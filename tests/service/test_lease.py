@@ -1,0 +1,180 @@
+"""The lease protocol in service.submissions.service: exactly one result per submission."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from grader.report import GradeReport
+from service.config import Settings
+from service.submissions import service
+from service.submissions.models import Result, Submission, SubmissionStatus
+from tests.service.factories import create_assignment, create_user
+from tests.service.helpers import make_zip
+
+
+@pytest.fixture
+def submission(db: Session, settings: Settings) -> Submission:
+    assignment = create_assignment(db)
+    owner, _ = create_user(db)
+    import io
+
+    sub = service.create_submission(
+        db,
+        owner=owner,
+        assignment=assignment,
+        filename="hw.zip",
+        stream=io.BytesIO(make_zip({"activations.py": ""})),
+        settings=settings,
+    )
+    db.commit()
+    return sub
+
+
+def _report(score: float = 0.5) -> GradeReport:
+    return GradeReport(
+        status="graded",
+        assignment="activations",
+        score=score,
+        passed=score >= 1.0,
+        metrics={"checks_passed": 3},
+        logs_tail="hello",
+    )
+
+
+def _claim(db: Session, sub: Submission, lease_s: float = 60) -> service.Claim | None:
+    claim = service.claim(db, sub.id, lease_s=lease_s, max_attempts=3, worker="w1@test")
+    db.commit()
+    return claim
+
+
+def _results(db: Session, sub: Submission) -> int:
+    return db.scalar(select(func.count(Result.id)).where(Result.submission_id == sub.id)) or 0
+
+
+def _expire_lease(db: Session, sub: Submission) -> None:
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    db.execute(update(Submission).where(Submission.id == sub.id).values(lease_expires_at=past))
+    db.commit()
+
+
+def test_claim_takes_the_lease_once(db: Session, submission: Submission) -> None:
+    claim = _claim(db, submission)
+    assert claim is not None and claim.attempt == 1
+    assert claim.spec["slug"] == "activations" and claim.stored_path == submission.stored_path
+    db.refresh(submission)
+    assert submission.status == SubmissionStatus.running and submission.started_at is not None
+    assert submission.worker == "w1@test"
+    # A duplicate delivery while the lease is live gets nothing.
+    assert _claim(db, submission) is None
+
+
+def test_result_is_written_once(db: Session, submission: Submission) -> None:
+    claim = _claim(db, submission)
+    assert claim is not None
+    assert service.record_report(db, submission.id, claim.attempt, _report(0.75))
+    db.commit()
+    assert not service.record_report(db, submission.id, claim.attempt, _report(1.0))
+    db.commit()
+    db.refresh(submission)
+    assert submission.status == SubmissionStatus.graded and submission.finished_at is not None
+    assert submission.result is not None and submission.result.score == 0.75
+    assert submission.result.attempt == 1 and submission.result.logs_tail == "hello"
+    assert _results(db, submission) == 1
+    assert _claim(db, submission) is None  # a graded submission is never claimed again
+
+
+def test_a_stale_attempt_cannot_write_after_the_lease_moved_on(
+    db: Session, submission: Submission, settings: Settings
+) -> None:
+    first = _claim(db, submission)
+    assert first is not None
+    _expire_lease(db, submission)
+    assert not service.renew_lease(db, submission.id, first.attempt + 1, 60)
+    second = _claim(db, submission)  # a redelivery after the lease ran out
+    assert second is not None and second.attempt == 2
+    assert not service.renew_lease(db, submission.id, first.attempt, 60)
+    assert not service.record_report(db, submission.id, first.attempt, _report(0.1))
+    assert service.record_report(db, submission.id, second.attempt, _report(0.9))
+    db.commit()
+    assert _results(db, submission) == 1
+    db.refresh(submission)
+    assert submission.result is not None and submission.result.attempt == 2
+
+
+def test_error_report_sets_status_error_with_code(db: Session, submission: Submission) -> None:
+    claim = _claim(db, submission)
+    assert claim is not None
+    report = service.internal_error_report("activations", "boom", "炸了")
+    assert service.record_report(db, submission.id, claim.attempt, report)
+    db.commit()
+    db.refresh(submission)
+    assert submission.status == SubmissionStatus.error
+    assert submission.result is not None
+    assert submission.result.error == {"code": "internal", "message": "boom", "message_zh": "炸了"}
+    assert submission.result.score == 0.0 and not submission.result.passed
+
+
+def test_sweep_requeues_expired_leases_and_lost_wakeups(
+    db: Session, submission: Submission, settings: Settings
+) -> None:
+    assert service.sweep(db, settings) == []  # freshly queued: its wake-up is on its way
+    service.mark_not_enqueued(db, submission.id)
+    db.commit()
+    assert [w.submission_id for w in service.sweep(db, settings)] == [submission.id]
+    db.commit()
+    assert service.sweep(db, settings) == []  # woken once per requeue_after_s, not every sweep
+
+    claim = _claim(db, submission)
+    assert claim is not None
+    assert service.sweep(db, settings) == []  # running with a live lease: left alone
+    _expire_lease(db, submission)
+    wakeups = service.sweep(db, settings)
+    db.commit()
+    assert [(w.submission_id, w.queue) for w in wakeups] == [(submission.id, "grading")]
+    db.refresh(submission)
+    assert submission.status == SubmissionStatus.queued and submission.attempt == 1
+    assert not service.record_report(db, submission.id, claim.attempt, _report())
+
+
+def test_sweep_gives_up_after_max_attempts(db: Session, submission: Submission, settings: Settings) -> None:
+    for _ in range(settings.max_attempts):
+        assert _claim(db, submission) is not None
+        _expire_lease(db, submission)
+    wakeups = service.sweep(db, settings)
+    db.commit()
+    assert wakeups == []
+    db.refresh(submission)
+    assert submission.status == SubmissionStatus.error
+    assert submission.result is not None and submission.result.error_code == "internal"
+    assert "kept" in (submission.result.error_message or "")
+    assert _results(db, submission) == 1
+
+
+def test_result_per_submission_is_unique_in_the_schema(db: Session, submission: Submission) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    now = datetime.now(UTC)
+    db.add(service.result_from_report(submission.id, 1, _report(), now))
+    db.flush()
+    db.add(service.result_from_report(submission.id, 2, _report(), now))
+    with pytest.raises(IntegrityError):
+        db.flush()
+    db.rollback()
+
+
+def test_day_start_uses_the_course_timezone(settings: Settings) -> None:
+    # 2026-03-01 17:30 UTC is already 2026-03-02 01:30 in Beijing.
+    start = service.day_start(datetime(2026, 3, 1, 17, 30, tzinfo=UTC), settings)
+    assert start.astimezone(UTC) == datetime(2026, 3, 1, 16, 0, tzinfo=UTC)
+
+
+def test_blob_paths_cannot_escape_the_store(tmp_path: Path) -> None:
+    from service.storage import BlobStore
+
+    with pytest.raises(ValueError):
+        BlobStore(tmp_path).path("../../etc/passwd")

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import io
+
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
+
+from grader.report import CheckResult, GradeReport, Message
+from service.config import Settings
+from service.submissions import service
+from tests.service.factories import auth, create_assignment, create_user
+from tests.service.helpers import make_zip
+
+
+def test_graded_submission_shows_its_result(client: TestClient, db: Session, settings: Settings) -> None:
+    assignment = create_assignment(db)
+    owner, token = create_user(db)
+    sub = service.create_submission(
+        db,
+        owner=owner,
+        assignment=assignment,
+        filename="hw.zip",
+        stream=io.BytesIO(make_zip({"activations.py": ""})),
+        settings=settings,
+    )
+    claim = service.claim(db, sub.id, lease_s=60, max_attempts=3, worker="w")
+    assert claim is not None
+    report = GradeReport(
+        status="graded",
+        assignment="activations",
+        score=0.5,
+        passed=False,
+        metrics={"checks_passed": 1, "checks_total": 2},
+        checks=[
+            CheckResult(
+                name="relu_grad(0)",
+                passed=False,
+                expected=0.0,
+                got=1.0,
+                message="relu_grad(0) must be 0",
+                message_zh="relu_grad(0) 应为 0",
+            ),
+            CheckResult(name="sigmoid", passed=True),
+        ],
+        hints=[Message(en="Use the left derivative at 0.", zh="在 0 处取左导数。")],
+        sandbox="bwrap",
+    )
+    assert service.record_report(db, sub.id, claim.attempt, report)
+    db.commit()
+
+    body = client.get(f"/api/v1/submissions/{sub.id}", headers=auth(token)).json()
+    assert body["status"] == "graded" and body["attempt"] == 1 and body["finished_at"]
+    result = body["result"]
+    assert result["score"] == 0.5 and result["passed"] is False and result["error"] is None
+    assert result["checks"][0]["expected"] == 0.0 and result["checks"][0]["got"] == 1.0
+    assert result["hints"] == [{"en": "Use the left derivative at 0.", "zh": "在 0 处取左导数。"}]
+    assert result["metrics"]["checks_total"] == 2 and result["sandbox"] == "bwrap"
+
+    mine = client.get("/api/v1/me/submissions", headers=auth(token)).json()
+    assert [s["id"] for s in mine] == [sub.id]
+
+
+def test_assignments_are_listed(client: TestClient, db: Session) -> None:
+    create_assignment(db, "phone-price")
+    create_assignment(db, "mnist")
+    _, token = create_user(db)
+    db.commit()
+    listed = client.get("/api/v1/assignments", headers=auth(token)).json()
+    assert [a["slug"] for a in listed] == ["phone-price", "mnist"]
+    one = client.get("/api/v1/assignments/phone-price", headers=auth(token)).json()
+    assert one["pass_threshold"] == 0.9625 and one["title_zh"] == "手机价格分类" and one["daily_limit"] == 10
+    assert client.get("/api/v1/assignments/nope", headers=auth(token)).status_code == 404
+
+
+def test_healthz_and_docs(client: TestClient) -> None:
+    assert client.get("/healthz").json()["status"] == "ok"
+    assert client.get("/docs").status_code == 200
+    spec = client.get("/openapi.json").json()
+    assert "/api/v1/assignments/{slug}/submissions" in spec["paths"]
+    assert "HTTPBearer" in spec["components"]["securitySchemes"]
+
+
+def test_unknown_route_uses_the_error_shape(client: TestClient) -> None:
+    resp = client.get("/api/v1/nothing-here")
+    assert resp.status_code == 404 and resp.json()["error"] == "not_found"
+
+
+def test_malformed_json_body_is_422_in_the_error_shape(client: TestClient, db: Session) -> None:
+    create_assignment(db)
+    from service.users.models import Role
+
+    _, teacher = create_user(db, Role.instructor)
+    db.commit()
+    resp = client.patch(
+        "/api/v1/assignments/activations", json={"daily_limit": "many"}, headers=auth(teacher)
+    )
+    assert resp.status_code == 422
+    assert resp.json()["error"] == "invalid_request" and "daily_limit" in resp.json()["detail"]
