@@ -1,0 +1,274 @@
+"""grade() on model submissions: every way HOMEWORK.md says a zip may be laid out, and each failure's message."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from grader import grade
+from grader.assignments import get_assignment
+from grader.report import ErrorCode, GradeReport
+
+from .conftest import PHONE_MODEL, phone_state_dict, weights_bytes, write_zip
+
+pytestmark = pytest.mark.slow
+
+PHONE = get_assignment("phone-price").model_copy(update={"timeout_s": 20.0})
+MNIST = get_assignment("mnist").model_copy(update={"timeout_s": 20.0})
+
+
+def graded(report: GradeReport) -> GradeReport:
+    assert report.status == "graded", report.error
+    return report
+
+
+def failed(report: GradeReport, code: ErrorCode) -> GradeReport:
+    assert report.status == "error"
+    assert report.error is not None and report.error.code == code, report.error
+    assert report.error.message and report.error.message_zh
+    return report
+
+
+def test_conventions_find_class_and_infer_kwargs_in_a_top_folder(tmp_path: Path) -> None:
+    z = write_zip(
+        tmp_path / "hw.zip",
+        {
+            "作业2/model.py": PHONE_MODEL,
+            "作业2/model/phone-price-model.bin": weights_bytes(phone_state_dict(), tmp_path),
+            "作业2/笔记.md": "my notes",
+        },
+    )
+    report = graded(grade(z, PHONE))
+    found = report.discovery["found"]["model"]
+    assert found == {"file": "model.py", "class": "PhonePriceModel", "kwargs": {"input_dim": 20, "output_dim": 4}}
+    assert report.attachments == ["笔记.md"]
+    assert report.dataset is not None and report.dataset.n == len(report.metrics["confusion_matrix"]) * 0 + report.dataset.n
+    assert sum(map(sum, report.metrics["confusion_matrix"])) == report.dataset.n
+
+
+def test_other_constructor_names_and_hidden_size_are_inferred(tmp_path: Path) -> None:
+    src = """
+    import torch
+    from torch import nn
+    class Net(nn.Module):
+        def __init__(self, in_features, hidden_size, num_classes, dropout=0.1):
+            super().__init__()
+            self.fc1 = nn.Linear(in_features, hidden_size)
+            self.drop = nn.Dropout(dropout)
+            self.fc2 = nn.Linear(hidden_size, num_classes)
+        def forward(self, x):
+            return self.fc2(self.drop(torch.relu(self.fc1(x))))
+    """
+    ns: dict = {}
+    exec(textwrap.dedent(src), ns)  # noqa: S102 - building the matching weights for the test
+    sd = ns["Net"](20, 33, 4).state_dict()
+    z = write_zip(tmp_path / "hw.zip", {"net.py": textwrap.dedent(src), "best.pth": weights_bytes(sd, tmp_path)})
+    report = graded(grade(z, PHONE))
+    assert report.discovery["found"]["model"]["kwargs"] == {"in_features": 20, "hidden_size": 33, "num_classes": 4}
+
+
+def test_dataparallel_prefix_and_gpu_saved_state_dict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sd = {f"module.{k}": v for k, v in phone_state_dict().items()}
+    # torch.save records each storage's device via location_tag: make it say cuda:0, as on a GPU.
+    monkeypatch.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
+    data = weights_bytes(sd, tmp_path)
+    monkeypatch.undo()
+    (tmp_path / "check.bin").write_bytes(data)
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA"):
+            torch.load(tmp_path / "check.bin", weights_only=True)
+    z = write_zip(tmp_path / "hw.zip", {"model.py": PHONE_MODEL, "w.pt": data})
+    report = graded(grade(z, PHONE))
+    assert report.discovery["found"]["weights"]["stripped_module_prefix"] is True
+
+
+def test_safetensors_weights(tmp_path: Path) -> None:
+    save_file(phone_state_dict(), str(tmp_path / "m.safetensors"))
+    z = write_zip(tmp_path / "hw.zip", {"model.py": PHONE_MODEL, "m.safetensors": (tmp_path / "m.safetensors").read_bytes()})
+    report = graded(grade(z, PHONE))
+    assert report.discovery["found"]["weights"]["format"] == "state_dict"
+
+
+def test_whole_pickled_model_saved_from_a_training_script(tmp_path: Path) -> None:
+    train = PHONE_MODEL + textwrap.dedent(
+        """
+        if __name__ == "__main__":
+            import torch
+            model = PhonePriceModel(20, 4)
+            torch.save(model, "whole.pt")
+        """
+    )
+    work = tmp_path / "src"
+    work.mkdir()
+    (work / "train.py").write_text(train)
+    subprocess.run([sys.executable, "train.py"], cwd=work, check=True)
+    z = write_zip(tmp_path / "hw.zip", {"train.py": train, "whole.pt": (work / "whole.pt").read_bytes()})
+    report = graded(grade(z, PHONE))
+    assert report.discovery["found"]["weights"]["format"] == "module"
+
+
+def test_manifest_with_function_factory_and_preprocess_chain(tmp_path: Path) -> None:
+    src = PHONE_MODEL + textwrap.dedent(
+        """
+        def build(width=16):
+            return PhonePriceModel(20, 4)
+
+        def preprocess(batch):
+            import numpy as np
+            assert batch.dtype == np.float32 and batch.shape[1] == 20
+            return batch / 1000.0
+        """
+    )
+    toml = textwrap.dedent(
+        """
+        [model]
+        file = "code/model.py"
+        name = "build"
+        kwargs = { width = 16 }
+        weights = "weights/final.bin"
+
+        [preprocess]
+        name = "preprocess"
+        """
+    )
+    z = write_zip(
+        tmp_path / "hw.zip",
+        {"homework.toml": toml, "code/model.py": src, "weights/final.bin": weights_bytes(phone_state_dict(), tmp_path)},
+    )
+    report = graded(grade(z, PHONE))
+    assert report.discovery["found"]["preprocess"] == "code/model.py:preprocess"
+    assert report.discovery["plan"]["source"] == "manifest"
+
+
+def test_scaler_in_manifest_receives_a_dataframe_with_column_names(tmp_path: Path) -> None:
+    import pickle
+
+    from sklearn.preprocessing import StandardScaler
+
+    from grader.datasets import PHONE_PRICE_COLUMNS, load_hidden
+
+    hidden = load_hidden("phone-price", None)
+    import pandas as pd
+
+    scaler = StandardScaler().fit(pd.DataFrame(hidden.x, columns=PHONE_PRICE_COLUMNS))
+    toml = '[model]\nfile = "model.py"\nname = "PhonePriceModel"\nkwargs = { input_dim = 20, output_dim = 4 }\nweights = "m.bin"\n[preprocess]\ntransformer = "scaler.pkl"\n'
+    z = write_zip(
+        tmp_path / "hw.zip",
+        {"homework.toml": toml, "model.py": PHONE_MODEL, "m.bin": weights_bytes(phone_state_dict(), tmp_path), "scaler.pkl": pickle.dumps(scaler)},
+    )
+    report = graded(grade(z, PHONE))
+    assert report.discovery["found"]["transformer"] == "scaler.pkl"
+    assert not any("scaler" in h.en.lower() and "near chance" in h.en for h in report.hints)
+
+
+def test_two_different_matching_classes_are_ambiguous_with_a_manifest_hint(tmp_path: Path) -> None:
+    other = PHONE_MODEL.replace("PhonePriceModel", "OtherModel").replace("torch.relu", "torch.sigmoid")
+    z = write_zip(tmp_path / "hw.zip", {"a.py": PHONE_MODEL, "b.py": other, "m.bin": weights_bytes(phone_state_dict(), tmp_path)})
+    report = failed(grade(z, PHONE), ErrorCode.ambiguous_model)
+    assert "a.py:PhonePriceModel" in report.error.message and "b.py:OtherModel" in report.error.message
+    assert "[model]" in report.error.message and "homework.toml" in report.error.message_zh
+
+
+def test_same_class_copied_into_two_files_is_not_ambiguous(tmp_path: Path) -> None:
+    z = write_zip(tmp_path / "hw.zip", {"model.py": PHONE_MODEL, "train.py": PHONE_MODEL, "m.bin": weights_bytes(phone_state_dict(), tmp_path)})
+    graded(grade(z, PHONE))
+
+
+def test_no_matching_class_names_candidates_and_shapes(tmp_path: Path) -> None:
+    wrong = PHONE_MODEL.replace("nn.Linear(input_dim, 16)", "nn.Linear(input_dim, 32)").replace("nn.Linear(16,", "nn.Linear(32,")
+    z = write_zip(tmp_path / "hw.zip", {"model.py": wrong, "m.bin": weights_bytes(phone_state_dict(), tmp_path)})
+    report = failed(grade(z, PHONE), ErrorCode.no_model_found)
+    assert "model.py:PhonePriceModel" in report.error.message
+    assert "linear1.weight" in report.error.message and "(16, 20)" in report.error.message
+
+
+@pytest.mark.parametrize(
+    ("files", "code", "needle"),
+    [
+        ({}, ErrorCode.no_model_found, "No weights file"),
+        ({"a.pt": b"x", "b.pt": b"y"}, ErrorCode.ambiguous_model, "a.pt, b.pt"),
+        ({"homework.toml": "[model\nfile=", "m.bin": b"x"}, ErrorCode.bad_manifest, "not valid TOML"),
+        ({"homework.toml": '[model]\nfile = "nope.py"\nname = "X"\nweights = "m.bin"', "m.bin": b"x"}, ErrorCode.bad_manifest, "no such file"),
+        ({"m.bin": b"not a torch file"}, ErrorCode.load_failed, "m.bin"),
+    ],
+)
+def test_layout_problems_have_specific_codes(tmp_path: Path, files: dict, code: ErrorCode, needle: str) -> None:
+    z = write_zip(tmp_path / "hw.zip", {"model.py": PHONE_MODEL, **files})
+    report = failed(grade(z, PHONE), code)
+    assert needle in report.error.message
+
+
+def test_script_reading_its_csv_at_import(tmp_path: Path) -> None:
+    src = "import pandas as pd\ndata = pd.read_csv('data/手机价格预测.csv')\n" + PHONE_MODEL
+    w = weights_bytes(phone_state_dict(), tmp_path)
+    missing = write_zip(tmp_path / "missing.zip", {"model.py": src, "m.bin": w})
+    report = failed(grade(missing, PHONE), ErrorCode.import_failed)
+    assert "手机价格预测.csv" in report.error.message and '__name__ == "__main__"' in report.error.message
+    shipped = write_zip(tmp_path / "shipped.zip", {"model.py": src, "m.bin": w, "data/手机价格预测.csv": "a,b\n1,2\n"})
+    graded(grade(shipped, PHONE))
+
+
+def test_course_style_top_level_torchsummary_import_works(tmp_path: Path) -> None:
+    src = "from torchsummary import summary\n" + PHONE_MODEL
+    z = write_zip(tmp_path / "hw.zip", {"model.py": src, "m.bin": weights_bytes(phone_state_dict(), tmp_path)})
+    graded(grade(z, PHONE))
+
+
+def test_class_indices_are_accepted_and_double_softmax_gets_a_hint(tmp_path: Path, phone_zip: Callable[..., Path]) -> None:
+    indices = graded(grade(phone_zip(forward="return torch.zeros(len(x), dtype=torch.long) + 1"), PHONE))
+    assert indices.metrics["output_form"] == "indices"
+    assert any("class 1 for every" in h.en for h in indices.hints)
+    double = graded(
+        grade(phone_zip(forward="return torch.softmax(torch.softmax(torch.randn(len(x), 4), 1), 1)", name="d.zip"), PHONE)
+    )
+    assert any("softmax applied twice" in h.en for h in double.hints)
+
+
+def test_near_chance_without_scaler_explains_the_fix(phone_zip: Callable[..., Path]) -> None:
+    report = graded(grade(phone_zip(), PHONE))
+    assert report.score < 0.6 and not report.passed
+    hint = next(h for h in report.hints if "scaler" in h.en)
+    assert 'transformer = "scaler.pkl"' in hint.en and "StandardScaler" in hint.zh
+
+
+MNIST_MLP = """
+import torch
+from torch import nn
+class MLP(nn.Module):
+    def __init__(self, input_size=784, num_classes=10):
+        super().__init__()
+        self.fc1 = nn.Linear(input_size, 32)
+        self.fc2 = nn.Linear(32, num_classes)
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(x)))
+"""
+
+
+def test_mnist_model_expecting_flat_input_is_flattened_with_a_hint(tmp_path: Path) -> None:
+    ns: dict = {}
+    exec(MNIST_MLP, ns)  # noqa: S102
+    z = write_zip(tmp_path / "hw.zip", {"mlp.py": MNIST_MLP, "mlp.pt": weights_bytes(ns["MLP"]().state_dict(), tmp_path)})
+    report = graded(grade(z, MNIST))
+    assert report.discovery["found"]["flattened_input"] is True
+    assert any("flattened" in h.en for h in report.hints)
+    assert report.dataset is not None and report.dataset.n > 1000
+
+
+def test_mnist_normalize_is_applied(tmp_path: Path) -> None:
+    src = MNIST_MLP.replace("return self.fc2", "assert float(x.min()) < -0.4, 'normalize was not applied'\n        return self.fc2").replace(
+        "def forward(self, x):\n", "def forward(self, x):\n        x = x.view(x.size(0), -1)\n"
+    )
+    ns: dict = {}
+    exec(MNIST_MLP, ns)  # noqa: S102
+    toml = '[model]\nfile = "mlp.py"\nname = "MLP"\nweights = "mlp.pt"\n[preprocess]\nnormalize = [0.1307, 0.3081]\n'
+    z = write_zip(tmp_path / "hw.zip", {"homework.toml": toml, "mlp.py": src, "mlp.pt": weights_bytes(ns["MLP"]().state_dict(), tmp_path)})
+    report = graded(grade(z, MNIST))
+    assert report.discovery["found"]["normalize"] == [0.1307, 0.3081]
+    assert "flattened_input" not in report.discovery["found"]
