@@ -77,3 +77,27 @@ def phone_zip(tmp_path: Path) -> Callable[..., Path]:
         return write_zip(tmp_path / name, files)
 
     return make
+
+
+def shared_data_path() -> Path | None:
+    """The real datasets (../shared/data beside the checkout, or HWGRADE_SHARED_DATA)."""
+    import os
+
+    env = os.environ.get("HWGRADE_SHARED_DATA")
+    path = Path(env) if env else REPO.parent / "shared" / "data"
+    return path if (path / "phone-price" / "train.csv").is_file() else None
+
+
+@pytest.fixture(scope="session")
+def course_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A HWGRADE_DATA_DIR built from the real files as an instructor would: the course's phone-price
+    split (`hwgrade datasets import`) and MNIST's t10k set."""
+    from grader.datasets import import_mnist, import_phone_price
+
+    shared = shared_data_path()
+    if shared is None:
+        pytest.skip("real datasets not found (../shared/data or HWGRADE_SHARED_DATA)")
+    out = tmp_path_factory.mktemp("course-data")
+    import_phone_price(shared / "phone-price" / "train.csv", out, holdout=0.2, seed=88, stratify=True)
+    import_mnist(shared / "mnist", out)
+    return out

@@ -47,9 +47,16 @@ def test_conventions_find_class_and_infer_kwargs_in_a_top_folder(tmp_path: Path)
     )
     report = graded(grade(z, PHONE))
     found = report.discovery["found"]["model"]
-    assert found == {"file": "model.py", "class": "PhonePriceModel", "kwargs": {"input_dim": 20, "output_dim": 4}}
+    assert found == {
+        "file": "model.py",
+        "class": "PhonePriceModel",
+        "kwargs": {"input_dim": 20, "output_dim": 4},
+    }
     assert report.attachments == ["笔记.md"]
-    assert report.dataset is not None and report.dataset.n == len(report.metrics["confusion_matrix"]) * 0 + report.dataset.n
+    assert (
+        report.dataset is not None
+        and report.dataset.n == len(report.metrics["confusion_matrix"]) * 0 + report.dataset.n
+    )
     assert sum(map(sum, report.metrics["confusion_matrix"])) == report.dataset.n
 
 
@@ -69,12 +76,20 @@ def test_other_constructor_names_and_hidden_size_are_inferred(tmp_path: Path) ->
     ns: dict = {}
     exec(textwrap.dedent(src), ns)  # noqa: S102 - building the matching weights for the test
     sd = ns["Net"](20, 33, 4).state_dict()
-    z = write_zip(tmp_path / "hw.zip", {"net.py": textwrap.dedent(src), "best.pth": weights_bytes(sd, tmp_path)})
+    z = write_zip(
+        tmp_path / "hw.zip", {"net.py": textwrap.dedent(src), "best.pth": weights_bytes(sd, tmp_path)}
+    )
     report = graded(grade(z, PHONE))
-    assert report.discovery["found"]["model"]["kwargs"] == {"in_features": 20, "hidden_size": 33, "num_classes": 4}
+    assert report.discovery["found"]["model"]["kwargs"] == {
+        "in_features": 20,
+        "hidden_size": 33,
+        "num_classes": 4,
+    }
 
 
-def test_dataparallel_prefix_and_gpu_saved_state_dict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dataparallel_prefix_and_gpu_saved_state_dict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sd = {f"module.{k}": v for k, v in phone_state_dict().items()}
     # torch.save records each storage's device via location_tag: make it say cuda:0, as on a GPU.
     monkeypatch.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
@@ -91,7 +106,10 @@ def test_dataparallel_prefix_and_gpu_saved_state_dict(tmp_path: Path, monkeypatc
 
 def test_safetensors_weights(tmp_path: Path) -> None:
     save_file(phone_state_dict(), str(tmp_path / "m.safetensors"))
-    z = write_zip(tmp_path / "hw.zip", {"model.py": PHONE_MODEL, "m.safetensors": (tmp_path / "m.safetensors").read_bytes()})
+    z = write_zip(
+        tmp_path / "hw.zip",
+        {"model.py": PHONE_MODEL, "m.safetensors": (tmp_path / "m.safetensors").read_bytes()},
+    )
     report = graded(grade(z, PHONE))
     assert report.discovery["found"]["weights"]["format"] == "state_dict"
 
@@ -140,7 +158,11 @@ def test_manifest_with_function_factory_and_preprocess_chain(tmp_path: Path) -> 
     )
     z = write_zip(
         tmp_path / "hw.zip",
-        {"homework.toml": toml, "code/model.py": src, "weights/final.bin": weights_bytes(phone_state_dict(), tmp_path)},
+        {
+            "homework.toml": toml,
+            "code/model.py": src,
+            "weights/final.bin": weights_bytes(phone_state_dict(), tmp_path),
+        },
     )
     report = graded(grade(z, PHONE))
     assert report.discovery["found"]["preprocess"] == "code/model.py:preprocess"
@@ -161,7 +183,12 @@ def test_scaler_in_manifest_receives_a_dataframe_with_column_names(tmp_path: Pat
     toml = '[model]\nfile = "model.py"\nname = "PhonePriceModel"\nkwargs = { input_dim = 20, output_dim = 4 }\nweights = "m.bin"\n[preprocess]\ntransformer = "scaler.pkl"\n'
     z = write_zip(
         tmp_path / "hw.zip",
-        {"homework.toml": toml, "model.py": PHONE_MODEL, "m.bin": weights_bytes(phone_state_dict(), tmp_path), "scaler.pkl": pickle.dumps(scaler)},
+        {
+            "homework.toml": toml,
+            "model.py": PHONE_MODEL,
+            "m.bin": weights_bytes(phone_state_dict(), tmp_path),
+            "scaler.pkl": pickle.dumps(scaler),
+        },
     )
     report = graded(grade(z, PHONE))
     assert report.discovery["found"]["transformer"] == "scaler.pkl"
@@ -170,20 +197,34 @@ def test_scaler_in_manifest_receives_a_dataframe_with_column_names(tmp_path: Pat
 
 def test_two_different_matching_classes_are_ambiguous_with_a_manifest_hint(tmp_path: Path) -> None:
     other = PHONE_MODEL.replace("PhonePriceModel", "OtherModel").replace("torch.relu", "torch.sigmoid")
-    z = write_zip(tmp_path / "hw.zip", {"a.py": PHONE_MODEL, "b.py": other, "m.bin": weights_bytes(phone_state_dict(), tmp_path)})
+    z = write_zip(
+        tmp_path / "hw.zip",
+        {"a.py": PHONE_MODEL, "b.py": other, "m.bin": weights_bytes(phone_state_dict(), tmp_path)},
+    )
     report = failed(grade(z, PHONE), ErrorCode.ambiguous_model)
     assert "a.py:PhonePriceModel" in report.error.message and "b.py:OtherModel" in report.error.message
     assert "[model]" in report.error.message and "homework.toml" in report.error.message_zh
 
 
 def test_same_class_copied_into_two_files_is_not_ambiguous(tmp_path: Path) -> None:
-    z = write_zip(tmp_path / "hw.zip", {"model.py": PHONE_MODEL, "train.py": PHONE_MODEL, "m.bin": weights_bytes(phone_state_dict(), tmp_path)})
+    z = write_zip(
+        tmp_path / "hw.zip",
+        {
+            "model.py": PHONE_MODEL,
+            "train.py": PHONE_MODEL,
+            "m.bin": weights_bytes(phone_state_dict(), tmp_path),
+        },
+    )
     graded(grade(z, PHONE))
 
 
 def test_no_matching_class_names_candidates_and_shapes(tmp_path: Path) -> None:
-    wrong = PHONE_MODEL.replace("nn.Linear(input_dim, 16)", "nn.Linear(input_dim, 32)").replace("nn.Linear(16,", "nn.Linear(32,")
-    z = write_zip(tmp_path / "hw.zip", {"model.py": wrong, "m.bin": weights_bytes(phone_state_dict(), tmp_path)})
+    wrong = PHONE_MODEL.replace("nn.Linear(input_dim, 16)", "nn.Linear(input_dim, 32)").replace(
+        "nn.Linear(16,", "nn.Linear(32,"
+    )
+    z = write_zip(
+        tmp_path / "hw.zip", {"model.py": wrong, "m.bin": weights_bytes(phone_state_dict(), tmp_path)}
+    )
     report = failed(grade(z, PHONE), ErrorCode.no_model_found)
     assert "model.py:PhonePriceModel" in report.error.message
     assert "linear1.weight" in report.error.message and "(16, 20)" in report.error.message
@@ -195,11 +236,17 @@ def test_no_matching_class_names_candidates_and_shapes(tmp_path: Path) -> None:
         ({}, ErrorCode.no_model_found, "No weights file"),
         ({"a.pt": b"x", "b.pt": b"y"}, ErrorCode.ambiguous_model, "a.pt, b.pt"),
         ({"homework.toml": "[model\nfile=", "m.bin": b"x"}, ErrorCode.bad_manifest, "not valid TOML"),
-        ({"homework.toml": '[model]\nfile = "nope.py"\nname = "X"\nweights = "m.bin"', "m.bin": b"x"}, ErrorCode.bad_manifest, "no such file"),
+        (
+            {"homework.toml": '[model]\nfile = "nope.py"\nname = "X"\nweights = "m.bin"', "m.bin": b"x"},
+            ErrorCode.bad_manifest,
+            "no such file",
+        ),
         ({"m.bin": b"not a torch file"}, ErrorCode.load_failed, "m.bin"),
     ],
 )
-def test_layout_problems_have_specific_codes(tmp_path: Path, files: dict, code: ErrorCode, needle: str) -> None:
+def test_layout_problems_have_specific_codes(
+    tmp_path: Path, files: dict, code: ErrorCode, needle: str
+) -> None:
     z = write_zip(tmp_path / "hw.zip", {"model.py": PHONE_MODEL, **files})
     report = failed(grade(z, PHONE), code)
     assert needle in report.error.message
@@ -211,22 +258,33 @@ def test_script_reading_its_csv_at_import(tmp_path: Path) -> None:
     missing = write_zip(tmp_path / "missing.zip", {"model.py": src, "m.bin": w})
     report = failed(grade(missing, PHONE), ErrorCode.import_failed)
     assert "手机价格预测.csv" in report.error.message and '__name__ == "__main__"' in report.error.message
-    shipped = write_zip(tmp_path / "shipped.zip", {"model.py": src, "m.bin": w, "data/手机价格预测.csv": "a,b\n1,2\n"})
+    shipped = write_zip(
+        tmp_path / "shipped.zip", {"model.py": src, "m.bin": w, "data/手机价格预测.csv": "a,b\n1,2\n"}
+    )
     graded(grade(shipped, PHONE))
 
 
 def test_course_style_top_level_torchsummary_import_works(tmp_path: Path) -> None:
     src = "from torchsummary import summary\n" + PHONE_MODEL
-    z = write_zip(tmp_path / "hw.zip", {"model.py": src, "m.bin": weights_bytes(phone_state_dict(), tmp_path)})
+    z = write_zip(
+        tmp_path / "hw.zip", {"model.py": src, "m.bin": weights_bytes(phone_state_dict(), tmp_path)}
+    )
     graded(grade(z, PHONE))
 
 
-def test_class_indices_are_accepted_and_double_softmax_gets_a_hint(tmp_path: Path, phone_zip: Callable[..., Path]) -> None:
+def test_class_indices_are_accepted_and_double_softmax_gets_a_hint(
+    tmp_path: Path, phone_zip: Callable[..., Path]
+) -> None:
     indices = graded(grade(phone_zip(forward="return torch.zeros(len(x), dtype=torch.long) + 1"), PHONE))
     assert indices.metrics["output_form"] == "indices"
     assert any("class 1 for every" in h.en for h in indices.hints)
     double = graded(
-        grade(phone_zip(forward="return torch.softmax(torch.softmax(torch.randn(len(x), 4), 1), 1)", name="d.zip"), PHONE)
+        grade(
+            phone_zip(
+                forward="return torch.softmax(torch.softmax(torch.randn(len(x), 4), 1), 1)", name="d.zip"
+            ),
+            PHONE,
+        )
     )
     assert any("softmax applied twice" in h.en for h in double.hints)
 
@@ -254,7 +312,10 @@ class MLP(nn.Module):
 def test_mnist_model_expecting_flat_input_is_flattened_with_a_hint(tmp_path: Path) -> None:
     ns: dict = {}
     exec(MNIST_MLP, ns)  # noqa: S102
-    z = write_zip(tmp_path / "hw.zip", {"mlp.py": MNIST_MLP, "mlp.pt": weights_bytes(ns["MLP"]().state_dict(), tmp_path)})
+    z = write_zip(
+        tmp_path / "hw.zip",
+        {"mlp.py": MNIST_MLP, "mlp.pt": weights_bytes(ns["MLP"]().state_dict(), tmp_path)},
+    )
     report = graded(grade(z, MNIST))
     assert report.discovery["found"]["flattened_input"] is True
     assert any("flattened" in h.en for h in report.hints)
@@ -262,13 +323,17 @@ def test_mnist_model_expecting_flat_input_is_flattened_with_a_hint(tmp_path: Pat
 
 
 def test_mnist_normalize_is_applied(tmp_path: Path) -> None:
-    src = MNIST_MLP.replace("return self.fc2", "assert float(x.min()) < -0.4, 'normalize was not applied'\n        return self.fc2").replace(
-        "def forward(self, x):\n", "def forward(self, x):\n        x = x.view(x.size(0), -1)\n"
-    )
+    src = MNIST_MLP.replace(
+        "return self.fc2",
+        "assert float(x.min()) < -0.4, 'normalize was not applied'\n        return self.fc2",
+    ).replace("def forward(self, x):\n", "def forward(self, x):\n        x = x.view(x.size(0), -1)\n")
     ns: dict = {}
     exec(MNIST_MLP, ns)  # noqa: S102
     toml = '[model]\nfile = "mlp.py"\nname = "MLP"\nweights = "mlp.pt"\n[preprocess]\nnormalize = [0.1307, 0.3081]\n'
-    z = write_zip(tmp_path / "hw.zip", {"homework.toml": toml, "mlp.py": src, "mlp.pt": weights_bytes(ns["MLP"]().state_dict(), tmp_path)})
+    z = write_zip(
+        tmp_path / "hw.zip",
+        {"homework.toml": toml, "mlp.py": src, "mlp.pt": weights_bytes(ns["MLP"]().state_dict(), tmp_path)},
+    )
     report = graded(grade(z, MNIST))
     assert report.discovery["found"]["normalize"] == [0.1307, 0.3081]
     assert "flattened_input" not in report.discovery["found"]
