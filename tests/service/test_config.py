@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from service.config import Settings
 
@@ -28,10 +28,10 @@ def test_prod_refuses_default_secret_and_embedded_backends() -> None:
     with pytest.raises(ValidationError, match="SECRET_KEY"):
         Settings(env="prod", database_url="postgresql+psycopg://u:p@db/hw", broker_url="redis://r:6379/0")
     with pytest.raises(ValidationError, match="Postgres"):
-        Settings(env="prod", secret_key="s3cret-from-the-vault")
+        Settings(env="prod", secret_key=SecretStr("s3cret-from-the-vault"))
     ok = Settings(
         env="prod",
-        secret_key="s3cret-from-the-vault",
+        secret_key=SecretStr("s3cret-from-the-vault"),
         database_url="postgresql+psycopg://u:p@db/hw",
         broker_url="redis://r:6379/0",
     )
@@ -44,7 +44,7 @@ def test_time_limits_must_be_ordered() -> None:
 
 
 def test_as_env_round_trips(tmp_path: Path) -> None:
-    s = Settings(home=tmp_path, lease_s=7, secret_key="abc")
+    s = Settings(home=tmp_path, lease_s=7, secret_key=SecretStr("abc"))
     env = s.as_env()
     assert env["HWGRADE_LEASE_S"] == "7.0" and env["HWGRADE_SECRET_KEY"] == "abc"
     assert "HWGRADE_DATA_DIR" not in env

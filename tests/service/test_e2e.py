@@ -1,0 +1,374 @@
+"""End to end against the real Postgres and a real Redis: upload over HTTP, a Celery worker process
+grades with the real grader, the result lands in Postgres exactly once, whatever dies on the way.
+
+Each test gets its own database and its own redis-server (never the shared one on 6379)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from grader.assignments import BUILTIN_ASSIGNMENTS
+from service.assignments.service import sync_specs
+from service.config import Settings
+from service.db import create_db_engine, create_session_factory, unit_of_work
+from service.demo import EXAMPLES_DIR, zip_folder
+from service.main import create_app
+from service.submissions.models import Result, Submission, SubmissionStatus
+from service.users.models import Role
+from service.users.schemas import UserCreate
+from service.users.service import create_user
+from tests.service.factories import auth
+from tests.service.helpers import (
+    REPO_ROOT,
+    Process,
+    RedisServer,
+    free_port,
+    fresh_database,
+    pg_available,
+    wait_for,
+)
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs the redis-server binary"),
+]
+
+COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+ACTIVATIONS = EXAMPLES_DIR / "activations"
+
+
+# --- fixtures ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def db_url() -> Iterator[str]:
+    if not pg_available():
+        pytest.skip("Postgres at 127.0.0.1:5432 is not reachable")
+    with fresh_database("hwgrade_e2e") as url:
+        yield url
+
+
+@pytest.fixture
+def factory(db_url: str) -> Iterator[sessionmaker[Session]]:
+    engine = create_db_engine(db_url)
+    yield create_session_factory(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def env(tmp_path: Path, db_url: str, redis: RedisServer) -> dict[str, str]:
+    """What every process of the deployment gets; short leases and sweeps so recovery is quick."""
+    return {
+        **os.environ,
+        "PYTHONPATH": str(REPO_ROOT),
+        "HWGRADE_ENV": "test",
+        "HWGRADE_HOME": str(tmp_path / "home"),
+        "HWGRADE_DATABASE_URL": db_url,
+        "HWGRADE_BROKER_URL": redis.url,
+        "HWGRADE_DEVICE": "cpu",
+        "HWGRADE_LEASE_S": "3",
+        "HWGRADE_SWEEP_INTERVAL_S": "1",
+        "HWGRADE_REQUEUE_AFTER_S": "5",
+        "HWGRADE_TASK_SOFT_TIME_LIMIT_S": "90",
+        "HWGRADE_TASK_TIME_LIMIT_S": "100",
+    }
+
+
+@pytest.fixture
+def settings(env: dict[str, str]) -> Settings:
+    return Settings.model_validate(
+        {k[len("HWGRADE_") :].lower(): v for k, v in env.items() if k.startswith("HWGRADE_")}
+    )
+
+
+@pytest.fixture
+def procs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[Process]]:
+    """Processes a test starts; all stopped afterwards, their logs printed if the test failed."""
+    started: list[Process] = []
+    yield started
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    for proc in started:
+        proc.stop()
+        if failed:
+            print(f"\n===== {' '.join(proc.cmd)} =====\n{proc.log_tail(80)}")
+
+
+@pytest.fixture
+def student_token(factory: sessionmaker[Session]) -> str:
+    with unit_of_work(factory) as session:
+        sync_specs(session, BUILTIN_ASSIGNMENTS.values())
+        _, token = create_user(session, UserCreate(student_number="2024001", display_name="张三"))
+        create_user(session, UserCreate(student_number="T01", display_name="李老师", role=Role.instructor))
+    return token
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def compose_command(service: str) -> list[str]:
+    command = COMPOSE["services"][service]["command"]
+    assert isinstance(command, list) and command, service
+    return [str(part) for part in command]
+
+
+def start_worker(procs: list[Process], env: dict[str, str], tmp_path: Path, name: str) -> Process:
+    """The compose worker command, as a plain process (one pool process to spare the CPU)."""
+    cmd = compose_command("worker")
+    cmd[cmd.index("--concurrency") + 1] = "1"
+    if cmd[0] == "python":
+        cmd[0] = sys.executable
+    proc = Process([*cmd, f"--hostname={name}@%h"], env, tmp_path / f"worker-{name}.log")
+    procs.append(proc)
+    return proc
+
+
+def submission_row(factory: sessionmaker[Session], submission_id: int) -> Submission:
+    with factory() as session:
+        return session.get_one(Submission, submission_id)
+
+
+def result_count(factory: sessionmaker[Session], submission_id: int) -> int:
+    with factory() as session:
+        return session.scalar(select(func.count(Result.id)).where(Result.submission_id == submission_id)) or 0
+
+
+def wait_final(
+    factory: sessionmaker[Session], submission_id: int, timeout: float, procs: list[Process]
+) -> Submission:
+    def final() -> Submission | None:
+        row = submission_row(factory, submission_id)
+        return row if row.status.is_final else None
+
+    try:
+        row = wait_for(final, timeout, f"submission {submission_id} to be graded")
+        assert row is not None
+        return row
+    except AssertionError:
+        row = submission_row(factory, submission_id)
+        raise AssertionError(f"{row!r} not final; workers alive: {[p.alive() for p in procs]}") from None
+
+
+def slow_activations_zip(sleep_s: float) -> bytes:
+    """The reference activations, made to take a while (so a worker can be killed mid-grading)."""
+    source = (ACTIVATIONS / "activations.py").read_text()
+    files: dict[str, str | bytes] = {"activations.py": f"import time\ntime.sleep({sleep_s})\n" + source}
+    from tests.service.helpers import make_zip
+
+    return make_zip(files)
+
+
+def in_process_api(settings: Settings) -> TestClient:
+    """The API in this process; its uploads still go through the real broker to real workers."""
+    return TestClient(create_app(settings))
+
+
+# --- tests ---------------------------------------------------------------------------------------
+
+
+def test_upload_is_graded_end_to_end_with_the_compose_commands(
+    env: dict[str, str], factory: sessionmaker[Session], procs: list[Process], tmp_path: Path
+) -> None:
+    # migrate: the one-shot compose service, as a plain command.
+    migrate = subprocess.run(
+        compose_command("migrate"), env=env, cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+    assert "activations" in migrate.stdout
+
+    added = subprocess.run(
+        [sys.executable, "-m", "service", "users", "add", "2024007", "王五"],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    token = re.search(r"hwg_[\w-]+", added.stdout)
+    assert token is not None, added.stdout
+
+    port = free_port()
+    api_cmd = compose_command("api")
+    api_cmd[api_cmd.index("--host") + 1] = "127.0.0.1"
+    api_cmd[api_cmd.index("--port") + 1] = str(port)
+    procs.append(Process(api_cmd, env, tmp_path / "api.log"))
+    start_worker(procs, env, tmp_path, "w1")
+    base = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        try:
+            return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(healthy, 30, "the API to answer /healthz")
+
+    zip_path = tmp_path / "activations.zip"
+    zip_path.write_bytes(zip_folder(ACTIVATIONS))
+    submit = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "service",
+            "submit",
+            str(zip_path),
+            "--assignment",
+            "activations",
+            "--server",
+            base,
+            "--token",
+            token.group(0),
+            "--timeout",
+            "120",
+            "--poll",
+            "0.5",
+        ],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert submit.returncode == 0, submit.stdout + submit.stderr
+    assert "Score 得分: 1.0000" in submit.stdout and "PASSED" in submit.stdout
+
+    with factory() as session:
+        rows = session.scalars(select(Submission)).all()
+        assert len(rows) == 1
+        sub = rows[0]
+        assert sub.status == SubmissionStatus.graded and sub.attempt == 1
+        assert sub.result is not None and sub.result.score == 1.0 and sub.result.passed
+        assert sub.result.sandbox and sub.result.checks
+    assert result_count(factory, sub.id) == 1
+
+
+def test_worker_killed_mid_grading_is_graded_exactly_once_after_restart(
+    env: dict[str, str],
+    settings: Settings,
+    factory: sessionmaker[Session],
+    student_token: str,
+    procs: list[Process],
+    tmp_path: Path,
+) -> None:
+    worker_a = start_worker(procs, env, tmp_path, "a")
+    with in_process_api(settings) as api:
+        resp = api.post(
+            "/api/v1/assignments/activations/submissions",
+            files={"file": ("slow.zip", slow_activations_zip(6))},
+            headers=auth(student_token),
+        )
+    assert resp.status_code == 202, resp.text
+    sub_id = resp.json()["id"]
+
+    wait_for(
+        lambda: submission_row(factory, sub_id).status == SubmissionStatus.running,
+        60,
+        "worker A to start grading",
+    )
+    worker_a.kill9()  # the machine dies: worker, pool process and sandbox, no goodbye
+    row = submission_row(factory, sub_id)
+    assert row.status == SubmissionStatus.running and row.attempt == 1
+    assert result_count(factory, sub_id) == 0
+
+    start_worker(procs, env, tmp_path, "b")
+    row = wait_final(factory, sub_id, 120, procs)
+    assert row.status == SubmissionStatus.graded
+    assert row.attempt == 2  # A's attempt lost its lease; B's wrote the result
+    assert result_count(factory, sub_id) == 1
+    with factory() as session:
+        result = session.scalars(select(Result).where(Result.submission_id == sub_id)).one()
+        assert result.attempt == 2 and result.score == 1.0
+
+
+def test_redis_down_during_upload_loses_nothing(
+    env: dict[str, str],
+    settings: Settings,
+    factory: sessionmaker[Session],
+    redis: RedisServer,
+    student_token: str,
+    procs: list[Process],
+    tmp_path: Path,
+) -> None:
+    start_worker(procs, env, tmp_path, "w1")
+    with in_process_api(settings) as api:
+        redis.stop()
+        resp = api.post(
+            "/api/v1/assignments/activations/submissions",
+            files={"file": ("hw.zip", zip_folder(ACTIVATIONS))},
+            headers=auth(student_token),
+        )
+        assert resp.status_code in (202, 503), resp.text
+        body: dict[str, Any] = resp.json()
+        if resp.status_code == 503:  # a clean refusal is allowed too, if nothing was half-written
+            assert body["error"] == "unavailable"
+            with factory() as session:
+                assert session.scalar(select(func.count(Submission.id))) == 0
+            return
+        assert body["status"] == "queued"
+        sub_id = body["id"]
+        row = submission_row(factory, sub_id)
+        # Accepted and committed; the wake-up could not be sent, so the sweeper owes one.
+        assert row.status == SubmissionStatus.queued and row.enqueued_at is None
+
+        redis.start()  # the same port, empty: whatever it held is gone
+        row = wait_final(factory, sub_id, 120, procs)
+        assert row.status == SubmissionStatus.graded
+        assert result_count(factory, sub_id) == 1
+        assert api.get(f"/api/v1/submissions/{sub_id}", headers=auth(student_token)).json()["result"][
+            "passed"
+        ]
+
+
+def test_embedded_serve_runs_the_demo_without_any_server(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HWGRADE_")}
+    env.update(PYTHONPATH=str(REPO_ROOT), HWGRADE_HOME=str(tmp_path / "home"), HWGRADE_DEVICE="cpu")
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "service",
+            "serve",
+            "--port",
+            "0",
+            "--exit-after-demo",
+            "--demo-timeout",
+            "240",
+        ],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=590,
+    )
+    worker_log = (tmp_path / "home" / "worker.log").read_text(errors="replace")[-3000:]
+    assert run.returncode == 0, run.stdout + run.stderr + worker_log
+    out = run.stdout
+    assert "sqlite" in out and "filesystem://" in out
+    assert re.search(r"activations\s+activations\s+graded\s+score 1\.0000\s+passed", out), out
+    for slug in ("backprop", "optimizers"):
+        assert re.search(rf"{slug}\s+{slug}\s+graded", out), out
+    assert "API at http://127.0.0.1:" in out
+    assert (tmp_path / "home" / "hwgrade.sqlite3").is_file()
