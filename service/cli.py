@@ -397,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command not in ("worker", "serve"):
+    if args.command != "worker":  # Celery configures logging in the worker
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     result: int = args.func(args)
     return result

@@ -2,21 +2,18 @@
 
 It migrates the database (SQLite by default), syncs the built-in assignments, creates demo users,
 starts a real Celery worker process (`hwgrade worker --beat`, the production task code) and the API,
-then submits every example under reference/examples/ over HTTP like a student would and prints
-the scores. With the default settings the broker is kombu's filesystem transport: no server needed.
+then submits every example under reference/examples/ (see reference.examples.find_examples: one
+folder per example, named after its assignment) over HTTP like a student would and prints the scores. With the default settings the broker is kombu's filesystem transport: no server needed.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +21,7 @@ import httpx
 import uvicorn
 
 from grader.assignments import BUILTIN_ASSIGNMENTS
+from reference.examples import EXAMPLES_DIR, Example, find_examples, zip_folder
 from service.assignments.service import sync_specs
 from service.config import Settings, settings_summary
 from service.db import create_db_engine, create_session_factory, unit_of_work, upgrade_db
@@ -33,47 +31,9 @@ from service.users import service as users_service
 from service.users.models import Role
 from service.users.schemas import UserCreate
 
-EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "reference" / "examples"
-# Example folder name prefix -> assignment slug.
-EXAMPLE_PREFIXES = {
-    "phone-price": "phone-price",
-    "mnist": "mnist",
-    "activations": "activations",
-    "backprop": "backprop",
-    "optimizers": "optimizers",
-}
 DEMO_INSTRUCTOR = ("demo-teacher", "Demo Teacher 演示教师")
 DEMO_STUDENTS = [("demo-s001", "Demo Student 1 演示学生一"), ("demo-s002", "Demo Student 2 演示学生二")]
 FINAL = ("graded", "error")
-
-
-@dataclass
-class Example:
-    name: str
-    slug: str
-    folder: Path
-
-
-def find_examples(root: Path = EXAMPLES_DIR) -> list[Example]:
-    """Each non-empty subfolder of reference/examples whose name starts with an assignment's prefix."""
-    if not root.is_dir():
-        return []
-    found = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        slug = next((s for prefix, s in EXAMPLE_PREFIXES.items() if folder.name.startswith(prefix)), None)
-        if slug is not None and any(p.is_file() for p in folder.rglob("*")):
-            found.append(Example(folder.name, slug, folder))
-    return found
-
-
-def zip_folder(folder: Path) -> bytes:
-    """The folder's files as a zip in memory, paths relative to the folder."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts:
-                zf.write(path, path.relative_to(folder).as_posix())
-    return buf.getvalue()
 
 
 def ensure_demo_users(settings: Settings) -> dict[str, str]:

@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Request, Response, UploadFile, status
 
+from service.assignments import service as assignments_service
 from service.db import after_commit, unit_of_work
 from service.deps import (
     CeleryDep,
@@ -14,7 +15,7 @@ from service.deps import (
     SessionDep,
     SettingsDep,
 )
-from service.errors import ExpectedMultipart, MissingFile
+from service.errors import ExpectedMultipart, MissingFile, NotFound
 from service.submissions import service
 from service.submissions.models import Submission
 from service.submissions.schemas import SubmissionRead
@@ -82,9 +83,16 @@ def read_submission(submission: CurrentSubmission) -> Submission:
 
 
 @router.get("/me/submissions", response_model=list[SubmissionRead])
-def list_my_submissions(session: SessionDep, user: CurrentUser) -> list[Submission]:
-    """Your submissions, newest first."""
-    return service.list_for_owner(session, user)
+def list_my_submissions(
+    session: SessionDep, user: CurrentUser, assignment: str | None = None
+) -> list[Submission]:
+    """Your submissions (the latest 200), newest first; `?assignment=slug` for one assignment."""
+    if assignment is None:
+        return service.list_for_owner(session, user)
+    found = assignments_service.get_by_slug(session, assignment)
+    if found is None:
+        raise NotFound(f"No assignment {assignment!r}.", f"没有名为 {assignment} 的作业。")
+    return service.list_for_owner(session, user, found)
 
 
 @router.get("/assignments/{slug}/submissions", response_model=list[SubmissionRead])

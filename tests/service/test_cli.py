@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from grader.datasets import generate_phone_price_frame
+from reference.examples import EXAMPLES_DIR, zip_folder
 from service.cli import main
 from service.config import Settings, get_settings
 from service.db import create_db_engine, create_session_factory, unit_of_work
-from service.demo import EXAMPLES_DIR, zip_folder
 from service.users import service as users_service
 
 

@@ -22,10 +22,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from grader.assignments import BUILTIN_ASSIGNMENTS
+from reference.examples import EXAMPLES_DIR, zip_folder
 from service.assignments.service import sync_specs
 from service.config import Settings
 from service.db import create_db_engine, create_session_factory, unit_of_work
-from service.demo import EXAMPLES_DIR, zip_folder
 from service.main import create_app
 from service.submissions.models import Result, Submission, SubmissionStatus
 from service.users.models import Role

@@ -58,6 +58,9 @@ def test_graded_submission_shows_its_result(client: TestClient, db: Session, set
 
     mine = client.get("/api/v1/me/submissions", headers=auth(token)).json()
     assert [s["id"] for s in mine] == [sub.id]
+    filtered = client.get("/api/v1/me/submissions?assignment=activations", headers=auth(token)).json()
+    assert [s["id"] for s in filtered] == [sub.id]
+    assert client.get("/api/v1/me/submissions?assignment=nope", headers=auth(token)).status_code == 404
 
 
 def test_assignments_are_listed(client: TestClient, db: Session) -> None:

@@ -9,8 +9,8 @@ from celery import Celery
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from reference.examples import EXAMPLES_DIR, zip_folder
 from service.config import Settings
-from service.demo import EXAMPLES_DIR, zip_folder
 from service.submissions import service
 from service.submissions.models import Result, Submission, SubmissionStatus
 from service.submissions.tasks import grade_one, resolve_device, sweep_once

@@ -1,0 +1,65 @@
+"""docker-compose.yml cannot run here (no Docker engine); check its shape and that every command is
+one our code accepts. test_e2e.py runs the migrate, api and worker commands as plain processes."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+import pytest
+import yaml
+
+from service.cli import build_parser
+from tests.service.helpers import REPO_ROOT
+
+COMPOSE: dict[str, Any] = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+SERVICES: dict[str, Any] = COMPOSE["services"]
+APP_SERVICES = ["migrate", "api", "worker", "worker-gpu"]
+
+
+def test_the_deployment_has_every_part() -> None:
+    assert set(SERVICES) == {"postgres", "redis", "migrate", "api", "worker", "worker-gpu"}
+    assert "pgdata" in COMPOSE["volumes"] and "submissions" in COMPOSE["volumes"]
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_app_services_share_storage_and_production_settings(name: str) -> None:
+    service = SERVICES[name]
+    assert any(v.startswith("submissions:") for v in service["volumes"])
+    env = service["environment"]
+    assert env["HWGRADE_ENV"] == "prod"
+    assert env["HWGRADE_DATABASE_URL"].startswith("postgresql+psycopg://")
+    assert env["HWGRADE_BROKER_URL"].startswith("redis://redis:")
+    assert "${HWGRADE_SECRET_KEY:?" in env["HWGRADE_SECRET_KEY"]  # no default secret
+
+
+def _hwgrade_commands(name: str) -> list[list[str]]:
+    command = SERVICES[name]["command"]
+    if command[:2] == ["sh", "-c"]:
+        return [shlex.split(part) for part in command[2].split("&&")]
+    return [command]
+
+
+@pytest.mark.parametrize("name", ["migrate", "worker", "worker-gpu"])
+def test_cli_commands_parse(name: str) -> None:
+    for cmd in _hwgrade_commands(name):
+        assert cmd[:3] == ["python", "-m", "service"], cmd
+        build_parser().parse_args(cmd[3:])  # exits on an unknown option
+
+
+def test_api_runs_the_app_factory() -> None:
+    cmd = SERVICES["api"]["command"]
+    assert cmd[:3] == ["uvicorn", "service.main:create_app", "--factory"]
+
+
+def test_gpu_worker_reserves_an_nvidia_gpu_and_consumes_the_gpu_queue() -> None:
+    gpu = SERVICES["worker-gpu"]
+    devices = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
+    assert gpu["environment"]["HWGRADE_DEVICE"] == "cuda"
+    assert "gpu" in gpu["command"][gpu["command"].index("--queues") + 1].split(",")
+    assert SERVICES["worker"]["environment"]["HWGRADE_DEVICE"] == "cpu"
+
+
+def test_only_one_worker_runs_beat() -> None:
+    assert sum("--beat" in SERVICES[n]["command"] for n in ("worker", "worker-gpu")) == 1
