@@ -55,7 +55,7 @@ class Settings(BaseSettings):
         if not self.database_url:
             self.database_url = f"sqlite:///{self.home / 'hwgrade.sqlite3'}"
         if not self.broker_url:
-            self.broker_url = "filesystem://"
+            self.broker_url = "filesystem://localhost/"
         if self.storage_dir is None:
             self.storage_dir = self.home / "submissions"
         if self.task_time_limit_s <= self.task_soft_time_limit_s:
@@ -123,12 +123,13 @@ def get_settings() -> Settings:
 
 def settings_summary(settings: Settings) -> dict[str, Any]:
     """Settings safe to print (no secrets, no passwords in URLs)."""
+    from kombu.utils.url import maybe_sanitize_url
     from sqlalchemy.engine import make_url
 
     return {
         "env": settings.env,
         "database": make_url(settings.database_url).render_as_string(hide_password=True),
-        "broker": settings.broker_url.split("@")[-1],
+        "broker": maybe_sanitize_url(settings.broker_url),
         "storage": str(settings.storage_dir),
         "data": str(settings.data_dir) if settings.data_dir else "(grader defaults)",
         "device": settings.device,

@@ -3,7 +3,8 @@
 It migrates the database (SQLite by default), syncs the built-in assignments, creates demo users,
 starts a real Celery worker process (`hwgrade worker --beat`, the production task code) and the API,
 then submits every example under reference/examples/ (see reference.examples.find_examples: one
-folder per example, named after its assignment) over HTTP like a student would and prints the scores. With the default settings the broker is kombu's filesystem transport: no server needed.
+folder per example, named after its assignment) over HTTP like a student would and prints the
+scores. With the default settings the broker is kombu's filesystem transport: no server needed.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ FINAL = ("graded", "error")
 
 def ensure_demo_users(settings: Settings) -> dict[str, str]:
     """Create the demo accounts if missing and give each a fresh token; return number -> token."""
-    factory = create_session_factory(create_db_engine(settings.database_url))
+    engine = create_db_engine(settings.database_url)
+    factory = create_session_factory(engine)
     tokens: dict[str, str] = {}
     with unit_of_work(factory) as session:
         sync_specs(session, BUILTIN_ASSIGNMENTS.values())
@@ -52,7 +54,7 @@ def ensure_demo_users(settings: Settings) -> dict[str, str]:
             else:
                 token = users_service.rotate_token(session, user)
             tokens[number] = token
-    factory.kw["bind"].dispose()
+    engine.dispose()
     return tokens
 
 

@@ -11,7 +11,7 @@ from service.config import Settings
 def test_embedded_defaults_live_under_home(tmp_path: Path) -> None:
     s = Settings(home=tmp_path)
     assert s.database_url == f"sqlite:///{tmp_path / 'hwgrade.sqlite3'}"
-    assert s.broker_url == "filesystem://"
+    assert s.broker_url == "filesystem://localhost/"
     assert s.storage_dir == tmp_path / "submissions"
     assert s.data_dir is None
 
@@ -48,3 +48,11 @@ def test_as_env_round_trips(tmp_path: Path) -> None:
     env = s.as_env()
     assert env["HWGRADE_LEASE_S"] == "7.0" and env["HWGRADE_SECRET_KEY"] == "abc"
     assert "HWGRADE_DATA_DIR" not in env
+
+
+def test_summary_hides_passwords() -> None:
+    from service.config import settings_summary
+
+    s = Settings(database_url="postgresql+psycopg://hw:pw1@db/hw", broker_url="redis://:pw2@redis:6379/0")
+    text = str(settings_summary(s))
+    assert "pw1" not in text and "pw2" not in text and "redis:6379" in text
