@@ -16,8 +16,15 @@ target_metadata = Base.metadata
 
 
 def _url() -> str:
-    url = config.attributes.get("database_url") or config.get_main_option("sqlalchemy.url")
-    return url or get_settings().database_url
+    url = config.attributes.get("database_url")
+    # Plain `alembic` with [tool.alembic] in pyproject.toml has no ini section to ask.
+    if not url and config.file_config.has_section(config.config_ini_section):
+        url = config.get_main_option("sqlalchemy.url")
+    if url:
+        return str(url)
+    settings = get_settings()
+    settings.prepare_dirs()  # the SQLite file's folder, on a fresh machine
+    return settings.database_url
 
 
 def _render_item(type_: str, obj: Any, _autogen_context: Any) -> str | Literal[False]:
