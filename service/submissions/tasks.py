@@ -10,6 +10,7 @@ from types import TracebackType
 
 from celery import Celery, Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 import grader
@@ -161,7 +162,18 @@ def sweep_once(factory: sessionmaker[Session], settings: Settings, celery: Celer
     return len(wakeups)
 
 
-@shared_task(name=GRADE_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+@shared_task(
+    name=GRADE_TASK,
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    # The database blinked: try again shortly (the sweeper would, but later).
+    autoretry_for=(OperationalError,),
+    retry_backoff=2,
+    retry_backoff_max=60,
+    max_retries=5,
+)
 def grade_submission(self: Task, submission_id: int) -> str:
     """Grade one submission (see grade_one); a redelivered message finds the lease taken and skips."""
     worker = self.request.hostname or socket.gethostname()
