@@ -91,7 +91,10 @@ def test_imports_point_one_way(package: str) -> None:
             top = name.split(".")[0]
             if top in FORBIDDEN[package]:
                 violations.append(f"{path.relative_to(ROOT)} imports {name}")
-    assert not violations, "\n".join(violations)
+    rule = (
+        f"{package} must not import {', '.join(sorted(FORBIDDEN[package]))} (service -> grader -> reference)"
+    )
+    assert not violations, rule + ":\n" + "\n".join(violations)
 
 
 def test_harness_is_standalone() -> None:
