@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import platform
 import struct
+from typing import Any
 
 # BPF instruction classes/modes (linux/filter.h, linux/bpf_common.h)
 _LD_W_ABS = 0x20
@@ -189,7 +190,7 @@ def build_filter(machine: str | None = None) -> bytes:
     errno_eperm = _RET_ERRNO | _EPERM
 
     # Program layout: tail holds the return blocks; jumps are relative offsets to them.
-    body: list[tuple[int, int, int, int] | tuple[str, ...]] = []
+    body: list[tuple[Any, ...]] = []
     body.append((_LD_W_ABS, 0, 0, _OFF_ARCH))
     body.append(("jne_kill", arch["audit_arch"]))  # type: ignore[arg-type]
     body.append((_LD_W_ABS, 0, 0, _OFF_NR))

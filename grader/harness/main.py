@@ -106,7 +106,7 @@ def _write_result(fd: int, arrays: dict[str, Any], result: dict[str, Any]) -> No
     payload = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
     payload["__result__"] = np.frombuffer(json.dumps(result, default=str).encode("utf-8"), dtype=np.uint8)
     buf = io.BytesIO()
-    np.savez(buf, **payload)
+    np.savez(buf, **payload)  # type: ignore[arg-type]
     data = buf.getvalue()
     os.lseek(fd, 0, os.SEEK_SET)
     os.ftruncate(fd, 0)

@@ -280,10 +280,10 @@ def _infer_dims(sd: dict[str, torch.Tensor]) -> dict[str, int]:
 
 def _kwarg_candidates(cls: type, dims: dict[str, int]) -> list[dict[str, Any]]:
     try:
-        sig = inspect.signature(cls.__init__)
+        sig = inspect.signature(cls)  # the constructor's parameters, without self
     except (TypeError, ValueError):
         return [{}]
-    params = [p for p in list(sig.parameters.values())[1:] if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    params = [p for p in sig.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     inferred: dict[str, Any] = {}
     required_unknown = []
     for p in params:
@@ -462,6 +462,20 @@ def _load_transformer(path: Path) -> Any:
             return pickle.load(f)
 
 
+def _apply_transformer(transformer: Any, x: np.ndarray, columns: list[str] | None) -> np.ndarray:
+    """transformer.transform() on a DataFrame with the dataset's column names, as students fit it."""
+    import warnings
+
+    frame: Any = x
+    if columns:
+        import pandas as pd
+
+        frame = pd.DataFrame(x, columns=columns)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return np.asarray(transformer.transform(frame), dtype=np.float32)
+
+
 def _to_numpy(out: Any, what: str) -> np.ndarray:
     if isinstance(out, (tuple, list)) and out and isinstance(out[0], (torch.Tensor, np.ndarray)):
         out = out[0]
@@ -485,20 +499,11 @@ def _preprocess(
     x: np.ndarray, job: dict[str, Any], imports: _Imports, root: Path, info: dict[str, Any]
 ) -> np.ndarray:
     plan = job["plan"]
+    columns = job.get("columns")
     if plan.get("transformer_auto") and not plan.get("transformer"):
         rel = plan["transformer_auto"]
         try:
-            transformer = _load_transformer(root / rel)
-            frame: Any = x
-            if job.get("columns"):
-                import pandas as pd
-
-                frame = pd.DataFrame(x, columns=job["columns"])
-            import warnings
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                xt = np.asarray(transformer.transform(frame), dtype=np.float32)
+            xt = _apply_transformer(_load_transformer(root / rel), x, columns)
             if xt.shape != x.shape:
                 raise ValueError(f"it changes the shape {x.shape} -> {xt.shape}")
             x = xt
@@ -522,23 +527,14 @@ def _preprocess(
                 f"{rel} holds a {type(transformer).__name__}, which has no .transform() method.",
                 f"{rel} 里是 {type(transformer).__name__}，没有 .transform() 方法。",
             )
-        frame: Any = x
-        if job.get("columns"):
-            import pandas as pd
-
-            frame = pd.DataFrame(x, columns=job["columns"])
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                x = np.asarray(transformer.transform(frame), dtype=np.float32)
-            except Exception as e:
-                raise _err(
-                    "load_failed",
-                    f"{rel}.transform() failed on the test features: {type(e).__name__}: {e}.",
-                    f"{rel}.transform() 处理测试特征时失败：{type(e).__name__}: {e}。",
-                ) from None
+        try:
+            x = _apply_transformer(transformer, x, columns)
+        except Exception as e:
+            raise _err(
+                "load_failed",
+                f"{rel}.transform() failed on the test features: {type(e).__name__}: {e}.",
+                f"{rel}.transform() 处理测试特征时失败：{type(e).__name__}: {e}。",
+            ) from None
         info["transformer"] = rel
     if plan.get("normalize"):
         mean, std = plan["normalize"]
