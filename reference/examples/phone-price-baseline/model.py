@@ -10,7 +10,7 @@
 # train_size=0.8, random_state=88) and student GitHub copies of the same lesson (PhonePriceModel with
 # _activation = torch.sigmoid, SGD lr=1e-3, num_epoch = 50, 'model/phone-price-model.bin',
 # stratify=y). Course copies import torchsummary at module level (summary of the network).
-# hwgrade's reference example: trained once by reference/examples/build_models.py.
+# hwgrade's reference example: trained once by grader/datasets/build_examples.py.
 import time
 
 import numpy as np

@@ -1,6 +1,9 @@
 """Train the model examples once and write their weights (and the tuned example's scaler).
 
-Usage: python reference/examples/build_models.py [--data-dir ../shared/data] [--only NAME ...]
+Usage: python -m grader.datasets.build_examples [--data-dir ../shared/data] [--only NAME ...]
+
+It lives in grader (not beside the examples) because it uses the dataset readers, and imports only
+ever point service -> grader -> reference.
 
 - phone-price-baseline / phone-price-tuned: runs the course's own script (`python model.py`) in a
   scratch folder holding data/手机价格预测.csv (= phone-price/train.csv) and copies the weights it saves.
@@ -29,19 +32,16 @@ import pandas as pd
 import torch
 from sklearn.preprocessing import StandardScaler
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from grader.datasets import (  # noqa: E402
+from grader.datasets import (
     PHONE_PRICE_COLUMNS,
     course_split,
     load_hidden,
     read_idx,
     read_phone_price_csv,
 )
+from reference.examples import EXAMPLES_DIR as EXAMPLES
 
-EXAMPLES = Path(__file__).resolve().parent
+REPO = EXAMPLES.parents[1]
 COURSE_CSV = "手机价格预测.csv"
 SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
