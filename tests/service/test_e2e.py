@@ -84,6 +84,8 @@ def env(tmp_path: Path, db_url: str, redis: RedisServer) -> dict[str, str]:
     """What every process of the deployment gets; short leases and sweeps so recovery is quick."""
     return {
         **os.environ,
+        # `python` and `uvicorn` in the compose commands must be this interpreter's (a venv's, in CI).
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "PYTHONPATH": str(REPO_ROOT),
         "HWGRADE_ENV": "test",
         "HWGRADE_HOME": str(tmp_path / "home"),
