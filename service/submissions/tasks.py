@@ -140,6 +140,13 @@ def grade_one(factory: sessionmaker[Session], settings: Settings, submission_id:
     log.info("submission %s: attempt %s grading %s", submission_id, claim.attempt, claim.assignment_slug)
     with LeaseKeeper(factory, submission_id, claim.attempt, settings.lease_s):
         report = run_grader(claim, settings)
+    if report.error is not None and report.error.code == ErrorCode.sandbox_unavailable:
+        # This worker cannot isolate student code right now: not the student's result. Leave the row
+        # to its lease; the sweeper hands it to another attempt (up to max_attempts).
+        log.error(
+            "submission %s: sandbox unavailable on this worker (%s)", submission_id, report.error.message
+        )
+        return "retry"
     with unit_of_work(factory) as session:
         written = service.record_report(session, submission_id, claim.attempt, report)
     if not written:

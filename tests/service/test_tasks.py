@@ -64,6 +64,22 @@ def test_missing_blob_is_an_internal_error(
     assert sub.result is not None and sub.result.error_code == "internal"
 
 
+def test_an_unavailable_sandbox_writes_no_result_and_leaves_the_row_for_another_attempt(
+    db: Session, db_factory: sessionmaker[Session], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from grader import sandbox
+
+    def unavailable(*args: object, **kwargs: object) -> None:
+        raise sandbox.SandboxUnavailable("bubblewrap missing on this worker")
+
+    monkeypatch.setattr(sandbox, "run_job", unavailable)
+    sub = _submit(db, settings, zip_folder(EXAMPLES_DIR / "activations"))
+    assert grade_one(db_factory, settings, sub.id, "w@test") == "retry"
+    db.refresh(sub)
+    assert sub.status == SubmissionStatus.running and sub.attempt == 1
+    assert db.scalar(select(func.count(Result.id)).where(Result.submission_id == sub.id)) == 0
+
+
 def test_sweep_once_sends_wakeups_for_lost_messages(
     db: Session, db_factory: sessionmaker[Session], settings: Settings, celery_producer: Celery
 ) -> None:
