@@ -102,6 +102,9 @@ def build_root(req: dict[str, Any], root: str) -> None:
     bind("/usr", r + "/usr")
     for link, target in req["symlinks"].items():
         os.symlink(target, r + link)
+    # /tmp first: a runtime that lives under /tmp (a venv in a clone there) is bound on top of it.
+    _mkdirs(r + "/tmp")
+    mount("tmpfs", r + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777,size={int(req['tmpfs_mb'])}m")
     for d in req["ro_dirs"]:
         _mkdirs(r + d)
         bind(d, r + d)
@@ -114,8 +117,6 @@ def build_root(req: dict[str, Any], root: str) -> None:
     for src, dst in req["binds"]:
         _mkdirs(r + dst)
         bind(src, r + dst)
-    _mkdirs(r + "/tmp")
-    mount("tmpfs", r + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777,size={int(req['tmpfs_mb'])}m")
     _mkdirs(r + "/proc")
     mount("proc", r + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     _mkdirs(r + "/dev")
