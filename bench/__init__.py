@@ -1,0 +1,1 @@
+"""hwgrade benchmarks: `python -m bench.grading`, `python -m bench.api_load` (see bench/README.md)."""

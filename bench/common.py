@@ -1,0 +1,403 @@
+"""Shared helpers of the benchmarks: machine facts, hidden-set data dir, Postgres and Redis scratch
+space, child processes, process-tree memory from /proc, percentiles and the RESULTS.md writer.
+
+Self-contained on purpose (no imports from tests/): the benchmarks are run as a command, not by pytest.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+PG_ADMIN_URL = os.environ.get("HWGRADE_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+# Where the real hidden sets come from (see /work/shared/data/README.md); imported into a scratch
+# HWGRADE_DATA_DIR with the project's own importer, exactly as an operator would.
+DATA_SOURCE = Path(os.environ.get("HWGRADE_BENCH_DATA_SOURCE", "/work/shared/data"))
+
+T = TypeVar("T")
+
+
+# --- machine -------------------------------------------------------------------------------------
+
+
+def machine_info() -> dict[str, str]:
+    cpu = platform.processor() or "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gib = "?"
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_gib = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+                break
+    except OSError:
+        pass
+    try:
+        import torch
+
+        torch_version = torch.__version__
+        torch_threads = str(torch.get_num_threads())
+    except ImportError:
+        torch_version = torch_threads = "?"
+    try:
+        load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        load = "?"
+    return {
+        "cores": str(os.cpu_count()),
+        "cpu": cpu,
+        "ram": mem_gib,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "torch": torch_version,
+        "torch default threads": torch_threads,
+        "load average at start": load,
+        "user": "root" if os.geteuid() == 0 else f"uid {os.geteuid()}",
+    }
+
+
+def now_stamp() -> str:
+    return dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+
+
+def command_line() -> str:
+    args = " ".join(sys.argv[1:])
+    return f"python -m bench.{Path(sys.argv[0]).stem}" + (f" {args}" if args else "")
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "?"
+
+
+# --- hidden sets ---------------------------------------------------------------------------------
+
+
+def prepare_data_dir(dest: Path) -> Path:
+    """A HWGRADE_DATA_DIR with both hidden sets: $HWGRADE_DATA_DIR if it has them, else imported
+    from DATA_SOURCE (phone-price: the course split's 400-row holdout; MNIST: t10k, 10,000 images)."""
+    env = os.environ.get("HWGRADE_DATA_DIR")
+    if env:
+        d = Path(env)
+        if (d / "phone-price" / "hidden.csv").is_file() and (
+            d / "mnist" / "t10k-images-idx3-ubyte.gz"
+        ).is_file():
+            return d
+    from grader.datasets.loader import import_dataset
+
+    train_csv = DATA_SOURCE / "phone-price" / "train.csv"
+    if not train_csv.is_file() or not (DATA_SOURCE / "mnist").is_dir():
+        raise SystemExit(
+            f"no hidden sets: set HWGRADE_DATA_DIR (phone-price/hidden.csv, mnist/t10k-*) or "
+            f"HWGRADE_BENCH_DATA_SOURCE (phone-price/train.csv, mnist/t10k-*); {DATA_SOURCE} has neither"
+        )
+    dest.mkdir(parents=True, exist_ok=True)
+    import_dataset("phone-price", train_csv, dest)
+    import_dataset("mnist", DATA_SOURCE / "mnist", dest)
+    return dest
+
+
+# --- Postgres and Redis --------------------------------------------------------------------------
+
+
+def _admin_connection() -> Any:
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(PG_ADMIN_URL)
+    return psycopg.connect(
+        host=url.host,
+        port=url.port or 5432,
+        user=url.username,
+        password=url.password,
+        dbname=url.database,
+        autocommit=True,
+        connect_timeout=3,
+    )
+
+
+@contextmanager
+def fresh_database(prefix: str, *, migrate: bool = True) -> Iterator[str]:
+    """A new migrated Postgres database of our own, dropped afterwards (others share the server)."""
+    from sqlalchemy.engine import make_url
+
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    with _admin_connection() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        if migrate:
+            from service.db import upgrade_db
+
+            upgrade_db(url)
+        yield url
+    finally:
+        with _admin_connection() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def psycopg_dsn(sqlalchemy_url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    url = make_url(sqlalchemy_url)
+    parts = [f"host={url.host}", f"port={url.port or 5432}", f"dbname={url.database}", f"user={url.username}"]
+    if url.password:
+        parts.append(f"password={url.password}")
+    return " ".join(parts)
+
+
+def redis_command(db: int, *args: str) -> bytes:
+    """One Redis command over a raw socket (RESP), enough for PING/FLUSHDB/DBSIZE."""
+    payload = f"*{len(args)}\r\n".encode()
+    for a in args:
+        b = a.encode()
+        payload += b"$%d\r\n%s\r\n" % (len(b), b)
+    with socket.create_connection((REDIS_HOST, REDIS_PORT), timeout=3) as s:
+        select = f"*2\r\n$6\r\nSELECT\r\n${len(str(db))}\r\n{db}\r\n".encode()
+        s.sendall(select + payload)
+        time.sleep(0.05)
+        return s.recv(4096)
+
+
+@contextmanager
+def redis_db(db: int) -> Iterator[str]:
+    """The shared Redis on 127.0.0.1:6379, database number `db` (dedicated to the benchmark: emptied
+    before and after)."""
+    try:
+        redis_command(db, "FLUSHDB")
+    except OSError as e:
+        raise SystemExit(f"Redis at {REDIS_HOST}:{REDIS_PORT} is not reachable: {e}") from None
+    try:
+        yield f"redis://{REDIS_HOST}:{REDIS_PORT}/{db}"
+    finally:
+        try:
+            redis_command(db, "FLUSHDB")
+        except OSError:
+            pass
+
+
+# --- processes -----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(interval)
+
+
+class Process:
+    """A child in its own process group, output to a log file; stop() ends the whole group."""
+
+    def __init__(self, cmd: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.cmd = cmd
+        self.log_path = log_path
+        with open(log_path, "ab") as log:
+            self.popen = subprocess.Popen(
+                cmd, env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, timeout: float = 15.0) -> None:
+        tree = descendants(self.popen.pid)
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        # Zygotes run in sessions of their own: end the ones this process started, by pid.
+        for pid in tree:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        self.popen.wait(timeout=10)
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def repo_env(extra: dict[str, str]) -> dict[str, str]:
+    env = {**os.environ, **extra}
+    env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+# --- memory of a process tree (/proc) ------------------------------------------------------------
+
+
+def _ppid_map() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        # the command name may contain spaces and parentheses: split after the last ')'
+        fields = stat[stat.rfind(")") + 2 :].split()
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    return children
+
+
+def descendants(pid: int) -> list[int]:
+    children = _ppid_map()
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        for c in children.get(p, []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def _status_kb(pid: int, key: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _pss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _cmd(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return "?"
+    return raw.strip()
+
+
+def tree_memory(pid: int) -> dict[str, Any]:
+    """RSS (sum over processes: counts shared pages once per process) and PSS (shared pages split
+    between their users: the honest total) of `pid` and all its descendants, in MiB."""
+    pids = [pid, *descendants(pid)]
+    procs = []
+    for p in pids:
+        rss = _status_kb(p, "VmRSS")
+        if rss == 0:
+            continue
+        cmd = _cmd(p)
+        role = "zygote" if "zygote.py" in cmd else ("main" if p == pid else "child")
+        procs.append({"pid": p, "role": role, "rss_mib": rss / 1024, "pss_mib": _pss_kb(p) / 1024})
+    return {
+        "rss_mib": sum(x["rss_mib"] for x in procs),
+        "pss_mib": sum(x["pss_mib"] for x in procs),
+        "processes": procs,
+    }
+
+
+# --- numbers and output --------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
+    s = sorted(values)
+    k = max(0, min(len(s) - 1, int(round(q / 100 * len(s) + 0.5)) - 1))
+    return s[k]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def text_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    out = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
+    out += [fmt.format(*r) for r in rows]
+    return "\n".join(out)
+
+
+def append_results(section: str) -> None:
+    """Append one run's section to bench/RESULTS.md (newest last; the file is the benchmark's log)."""
+    if not RESULTS.exists():
+        RESULTS.write_text(
+            "# hwgrade benchmark results\n\nOne section per run, newest last; written by `bench/grading.py` "
+            "and `bench/api_load.py` (see bench/README.md for what each figure means).\n",
+            encoding="utf-8",
+        )
+    with RESULTS.open("a", encoding="utf-8") as f:
+        f.write("\n" + section.rstrip() + "\n")
+
+
+def machine_block(info: dict[str, str]) -> str:
+    return "\n".join(f"- {k}: {v}" for k, v in info.items())
+
+
+def which(name: str) -> str | None:
+    return shutil.which(name)

@@ -1,0 +1,762 @@
+"""Grading cost vs the model's own cost: `python -m bench.grading [--quick]` (see bench/README.md).
+
+For the MNIST MLP and the tuned phone-price example submissions, side by side in one run:
+  (a) raw       the model's own work in this process: import model.py, torch.load the weights, the
+                scaler if any, inference over the same hidden set the grader uses; no sandbox;
+  (b) grade     grader.grade() end to end on the example's zip, in the warm `zygote` mode and in the
+                cold `bwrap` mode (one fresh sandboxed Python per submission: the naive design);
+  (c) service   upload over HTTP to a real uvicorn API, one real `celery worker` process grades it,
+                timed until the row is final in a fresh Postgres database;
+  throughput    N MNIST submissions queued at once, worker --concurrency = cores, graded per minute,
+                against the pure-inference bound cores x 60 / a;
+  memory        the worker's RSS and PSS (main + pool children + zygotes, from /proc) when warm and
+                after 1,000 gradings through the same Celery worker (--quick: fewer, and says so).
+Prints a table with PASS/MISS per target and appends it to bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import importlib.util
+import itertools
+import os
+import pickle
+import sys
+import tempfile
+import threading
+import time
+import tomllib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # `python bench/grading.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import common  # noqa: E402
+
+EXAMPLES = (("mnist-mlp", "mnist"), ("phone-price-tuned", "phone-price"))
+FINAL = ("graded", "error")
+BENCH_STUDENT = "bench-s001"
+TARGET_B_OVER_A = 1.5
+TARGET_THROUGHPUT = 0.5
+TARGET_RSS_GROWTH = 0.10
+
+
+@dataclass
+class Plan:
+    quick: bool
+    repeats: int  # measured runs per figure (after the cold run and one warm-up)
+    throughput_n: int
+    rss_gradings: int
+    rss_time_cap_s: float
+    skip_service: bool = False
+
+    @classmethod
+    def make(cls, args: argparse.Namespace) -> Plan:
+        if args.quick:
+            plan = cls(True, 3, 12, 40, 90.0)
+        else:
+            plan = cls(False, 7, 60, 1000, 540.0)
+        if args.repeats:
+            plan.repeats = args.repeats
+        if args.throughput_n:
+            plan.throughput_n = args.throughput_n
+        if args.rss_gradings is not None:
+            plan.rss_gradings = args.rss_gradings
+        plan.skip_service = args.skip_service
+        return plan
+
+
+@dataclass
+class Series:
+    """One figure: the first (cold) run, then warm runs whose median is the figure."""
+
+    first: float | None = None
+    runs: list[float] = field(default_factory=list)
+    phases: list[dict[str, float]] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def med(self) -> float:
+        return common.median(self.runs) if self.runs else float("nan")
+
+    @property
+    def best(self) -> float:
+        return min(self.runs) if self.runs else float("nan")
+
+
+# --- (a) raw -------------------------------------------------------------------------------------
+
+
+class RawModel:
+    """The example's own work, as its author would run it: model.py, weights, scaler, inference."""
+
+    counter = itertools.count()
+
+    def __init__(self, folder: Path, kind: str, data_dir: Path) -> None:
+        from grader.datasets import load_hidden
+
+        self.folder = folder
+        manifest = tomllib.loads((folder / "homework.toml").read_text(encoding="utf-8"))
+        self.model_spec = manifest["model"]
+        self.transformer = (manifest.get("preprocess") or {}).get("transformer")
+        hidden = load_hidden(kind, data_dir)
+        self.x, self.y, self.columns = hidden.x, hidden.y, hidden.columns
+
+    def run_once(self) -> tuple[float, float]:
+        import numpy as np
+        import torch
+
+        t0 = time.perf_counter()
+        m = self.model_spec
+        name = f"_bench_raw_{next(self.counter)}"
+        spec = importlib.util.spec_from_file_location(name, self.folder / m["file"])
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        model = getattr(module, m["name"])(**m.get("kwargs", {}))
+        state = torch.load(self.folder / m["weights"], map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+        model.eval()
+        x = self.x
+        if self.transformer:
+            import pandas as pd
+
+            with open(self.folder / self.transformer, "rb") as f:
+                scaler = pickle.load(f)  # noqa: S301 - our own example's scaler
+            x = np.asarray(scaler.transform(pd.DataFrame(x, columns=self.columns)), dtype=np.float32)
+        outs = []
+        with torch.no_grad():
+            for i in range(0, len(x), 1000):  # the harness's default batch size
+                outs.append(model(torch.from_numpy(np.ascontiguousarray(x[i : i + 1000]))))
+        pred = torch.cat(outs).argmax(1).numpy()
+        elapsed = time.perf_counter() - t0
+        return elapsed, float((pred == self.y).mean())
+
+
+def measure_raw(raw: RawModel, repeats: int, threads: int) -> tuple[Series, float]:
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        s = Series()
+        s.first, acc = raw.run_once()
+        raw.run_once()  # warm-up, excluded
+        for _ in range(max(repeats, 5)):
+            t, acc = raw.run_once()
+            s.runs.append(t)
+        return s, acc
+    finally:
+        torch.set_num_threads(before)
+
+
+# --- (b) grader.grade ----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def harness_threads(n: int | None) -> Iterator[None]:
+    """What-if: the harness's torch threads forced to n (grade() has no parameter for it)."""
+    from grader import sandbox
+
+    if n is None:
+        yield
+        return
+    original = sandbox.run_job
+    sandbox.run_job = functools.partial(original, threads=n)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        sandbox.run_job = original  # type: ignore[assignment]
+
+
+def measure_grade(
+    zip_path: Path, slug: str, data_dir: Path, mode: str, repeats: int, threads: int | None
+) -> Series:
+    import grader
+    from grader import sandbox
+    from grader.assignments import BUILTIN_ASSIGNMENTS
+
+    spec = BUILTIN_ASSIGNMENTS[slug]
+    s = Series()
+    with sandbox.use_mode(mode), harness_threads(threads):
+        for i in range(repeats + 2):
+            t0 = time.perf_counter()
+            report = grader.grade(zip_path, spec, data_dir=data_dir)
+            elapsed = time.perf_counter() - t0
+            if report.status != "graded":
+                raise SystemExit(
+                    f"{mode}: {zip_path.name} was not graded: {report.error} {report.logs_tail[-800:]}"
+                )
+            if i == 0:
+                s.first = elapsed
+                s.note = f"score {report.score:.4f}; {report.sandbox.split(':')[0]}"
+            elif i >= 2:  # i == 1 is the warm-up
+                s.runs.append(elapsed)
+                s.phases.append({**report.timings, "wall_s": elapsed})
+    return s
+
+
+def phase_breakdown(s: Series) -> dict[str, float]:
+    keys = sorted({k for p in s.phases for k in p})
+    med = {k: common.median([p.get(k, 0.0) for p in s.phases]) for k in keys}
+    harness = sum(med.get(k, 0.0) for k in ("harness_load_s", "harness_preprocess_s", "harness_inference_s"))
+    med["sandbox_overhead_s"] = med.get("sandbox_s", 0.0) - harness
+    return med
+
+
+# --- (c) the service path ------------------------------------------------------------------------
+
+
+class Deployment:
+    """A fresh Postgres database, a dedicated Redis db, a uvicorn API and celery workers on loopback."""
+
+    def __init__(self, workdir: Path, db_url: str, broker_url: str, data_dir: Path) -> None:
+        self.workdir = workdir
+        self.db_url = db_url
+        self.env = common.repo_env(
+            {
+                "HWGRADE_ENV": "test",
+                "HWGRADE_HOME": str(workdir / "home"),
+                "HWGRADE_DATABASE_URL": db_url,
+                "HWGRADE_BROKER_URL": broker_url,
+                "HWGRADE_DATA_DIR": str(data_dir),
+                "HWGRADE_DEVICE": "cpu",
+            }
+        )
+        self.port = common.free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.api: common.Process | None = None
+        self.worker: common.Process | None = None
+        self.workers_started = 0
+        self.token = ""
+
+    def seed(self) -> None:
+        from sqlalchemy import update
+
+        from grader.assignments import BUILTIN_ASSIGNMENTS
+        from service.assignments.models import Assignment
+        from service.assignments.service import sync_specs
+        from service.db import create_db_engine, create_session_factory, unit_of_work
+        from service.users.schemas import UserCreate
+        from service.users.service import create_user
+
+        engine = create_db_engine(self.db_url)
+        with unit_of_work(create_session_factory(engine)) as session:
+            sync_specs(session, BUILTIN_ASSIGNMENTS.values())
+            # One benchmark student uploads thousands of times a day: lift the daily limit.
+            session.execute(update(Assignment).values(daily_limit=1_000_000))
+            _, self.token = create_user(
+                session, UserCreate(student_number=BENCH_STUDENT, display_name="Bench")
+            )
+        engine.dispose()
+
+    def start_api(self) -> None:
+        cmd = [sys.executable, "-m", "uvicorn", "service.main:create_app", "--factory"]
+        cmd += ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning", "--no-access-log"]
+        self.api = common.Process(cmd, self.env, self.workdir / "api.log")
+        import httpx
+
+        def up() -> bool:
+            assert self.api is not None
+            if not self.api.alive():
+                raise SystemExit(f"the API died:\n{self.api.log_tail()}")
+            try:
+                return httpx.get(self.base_url + "/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        common.wait_for(up, 60, "the API", interval=0.2)
+
+    def start_worker(self, concurrency: int) -> common.Process:
+        self.workers_started += 1
+        log_path = self.workdir / f"worker-{self.workers_started}.log"
+        cmd = [
+            sys.executable,
+            "-m",
+            "service",
+            "worker",
+            "--queues",
+            "grading",
+            "--concurrency",
+            str(concurrency),
+        ]
+        cmd += ["--loglevel", "INFO", f"--hostname=bench{self.workers_started}@%h"]
+        self.worker = common.Process(cmd, self.env, log_path)
+
+        def ready() -> bool:
+            assert self.worker is not None
+            if not self.worker.alive():
+                raise SystemExit(f"the worker died:\n{self.worker.log_tail()}")
+            return " ready." in log_path.read_text(errors="replace")
+
+        common.wait_for(ready, 120, "the celery worker", interval=0.2)
+        return self.worker
+
+    def stop_worker(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
+
+    def stop(self) -> None:
+        self.stop_worker()
+        if self.api is not None:
+            self.api.stop()
+            self.api = None
+
+
+class Uploader:
+    def __init__(self, dep: Deployment) -> None:
+        import httpx
+        import psycopg
+
+        self.dep = dep
+        self.client = httpx.Client(
+            base_url=dep.base_url, timeout=60, headers={"Authorization": f"Bearer {dep.token}"}
+        )
+        self.lock = threading.Lock()
+        self.conn = psycopg.connect(common.psycopg_dsn(dep.db_url), autocommit=True)
+
+    def close(self) -> None:
+        self.client.close()
+        self.conn.close()
+
+    def post(self, slug: str, name: str, data: bytes) -> int:
+        resp = self.client.post(
+            f"/api/v1/assignments/{slug}/submissions",
+            files={"file": (f"{name}.zip", data, "application/zip")},
+        )
+        if resp.status_code != 202:
+            raise SystemExit(f"upload refused: {resp.status_code} {resp.text[:500]}")
+        return int(resp.json()["id"])
+
+    def status(self, sid: int) -> str:
+        with self.lock:
+            row = self.conn.execute("SELECT status FROM submission WHERE id = %s", (sid,)).fetchone()
+        return str(row[0]) if row else "?"
+
+    def count_final(self, ids: list[int]) -> int:
+        with self.lock:
+            row = self.conn.execute(
+                "SELECT count(*) FROM submission WHERE id = ANY(%s) AND status IN ('graded', 'error')", (ids,)
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def outcome(self, ids: list[int]) -> dict[str, Any]:
+        with self.lock:
+            rows = self.conn.execute(
+                "SELECT s.status, r.error_code, extract(epoch FROM min(s.created_at) OVER ()), "
+                "extract(epoch FROM max(s.finished_at) OVER ()) "
+                "FROM submission s LEFT JOIN result r ON r.submission_id = s.id WHERE s.id = ANY(%s)",
+                (ids,),
+            ).fetchall()
+        bad = [(st, code) for st, code, _, _ in rows if st != "graded" or code]
+        span = float(rows[0][3] - rows[0][2]) if rows and rows[0][3] is not None else float("nan")
+        return {"n": len(rows), "bad": bad, "db_span_s": span}
+
+    def grade_one(self, slug: str, name: str, data: bytes, timeout: float = 120) -> float:
+        """Upload and wait until the row is final (polled in the DB every 5 ms); the latency."""
+        t0 = time.perf_counter()
+        sid = self.post(slug, name, data)
+        deadline = t0 + timeout
+        while True:
+            st = self.status(sid)
+            if st in FINAL:
+                elapsed = time.perf_counter() - t0
+                break
+            if time.perf_counter() > deadline:
+                raise SystemExit(f"submission {sid} not graded within {timeout:g}s (status {st})")
+            time.sleep(0.005)
+        info = self.outcome([sid])
+        if info["bad"]:
+            raise SystemExit(f"submission {sid} ({name}) was not graded cleanly: {info['bad']}")
+        return elapsed
+
+    def post_many(self, items: list[tuple[str, str, bytes]], parallel: int = 4) -> list[int]:
+        with ThreadPoolExecutor(parallel) as pool:
+            return list(pool.map(lambda it: self.post(*it), items))
+
+    def wait_all(self, ids: list[int], timeout: float) -> float:
+        t0 = time.perf_counter()
+        while self.count_final(ids) < len(ids):
+            if time.perf_counter() - t0 > timeout:
+                raise TimeoutError(f"{self.count_final(ids)}/{len(ids)} graded after {timeout:g}s")
+            time.sleep(0.05)
+        return time.perf_counter()
+
+
+def zygotes_of(pid: int) -> int:
+    return sum(1 for p in common.tree_memory(pid)["processes"] if p["role"] == "zygote")
+
+
+@dataclass
+class ServiceFigures:
+    c: dict[str, Series] = field(default_factory=dict)
+    throughput_n: int = 0
+    throughput_per_min: float = float("nan")
+    throughput_db_per_min: float = float("nan")
+    concurrency: int = 0
+    mem_cold: dict[str, Any] = field(default_factory=dict)
+    mem_start: dict[str, Any] = field(default_factory=dict)
+    mem_after: dict[str, Any] = field(default_factory=dict)
+    mem_trend: list[tuple[int, float, float]] = field(default_factory=list)
+    gradings: int = 0
+    gradings_note: str = ""
+
+
+def measure_service(
+    plan: Plan, zips: dict[str, tuple[str, bytes]], data_dir: Path, workdir: Path, redis_db: int
+) -> ServiceFigures:
+    out = ServiceFigures()
+    cores = os.cpu_count() or 1
+    with common.fresh_database("hwgrade_bench") as db_url, common.redis_db(redis_db) as broker_url:
+        dep = Deployment(workdir, db_url, broker_url, data_dir)
+        dep.seed()
+        up: Uploader | None = None
+        try:
+            dep.start_api()
+            up = Uploader(dep)
+            # (c) latency: one worker process, one grading at a time.
+            print("  (c) one worker, --concurrency 1 ...", flush=True)
+            dep.start_worker(1)
+            for name, (slug, data) in zips.items():
+                s = Series()
+                s.first = up.grade_one(slug, name, data)
+                up.grade_one(slug, name, data)  # warm-up
+                for _ in range(plan.repeats):
+                    s.runs.append(up.grade_one(slug, name, data))
+                out.c[name] = s
+            dep.stop_worker()
+
+            # Throughput and memory: one worker with a pool process per core.
+            out.concurrency = cores
+            print(f"  throughput: worker --concurrency {cores} ...", flush=True)
+            worker = dep.start_worker(cores)
+            time.sleep(1.0)
+            out.mem_cold = common.tree_memory(worker.pid)
+            mnist_slug, mnist_zip = zips["mnist-mlp"]
+            warm = 0
+            for _ in range(6):  # until every pool process has its zygote (bounded)
+                ids = up.post_many([(mnist_slug, "mnist-mlp", mnist_zip)] * (2 * cores))
+                up.wait_all(ids, 180)
+                warm += len(ids)
+                if zygotes_of(worker.pid) >= cores:
+                    break
+            time.sleep(1.0)
+            out.mem_start = common.tree_memory(worker.pid)
+            gradings = warm
+
+            n = plan.throughput_n
+            t0 = time.perf_counter()
+            ids = up.post_many([(mnist_slug, "mnist-mlp", mnist_zip)] * n)
+            t_end = up.wait_all(ids, 600)
+            info = up.outcome(ids)
+            if info["bad"]:
+                raise SystemExit(f"throughput run: not all graded cleanly: {info['bad'][:5]}")
+            gradings += n
+            out.throughput_n = n
+            out.throughput_per_min = n / (t_end - t0) * 60
+            out.throughput_db_per_min = n / info["db_span_s"] * 60
+            out.mem_trend.append(
+                (
+                    gradings,
+                    common.tree_memory(worker.pid)["rss_mib"],
+                    common.tree_memory(worker.pid)["pss_mib"],
+                )
+            )
+
+            # Memory after many gradings through the same worker (both examples, alternating).
+            target = plan.rss_gradings
+            print(f"  memory: grading until the worker has done {target} ...", flush=True)
+            names = list(zips)
+            t_cap = time.perf_counter() + plan.rss_time_cap_s
+            batch = 10 * cores
+            next_mark = 200
+            while gradings < target and time.perf_counter() < t_cap:
+                k = min(batch, target - gradings)
+                items = [(zips[names[i % 2]][0], names[i % 2], zips[names[i % 2]][1]) for i in range(k)]
+                ids = up.post_many(items)
+                up.wait_all(ids, 600)
+                bad = up.outcome(ids)["bad"]
+                if bad:
+                    raise SystemExit(f"memory run: not all graded cleanly: {bad[:5]}")
+                gradings += k
+                if gradings >= next_mark:
+                    mem = common.tree_memory(worker.pid)
+                    out.mem_trend.append((gradings, mem["rss_mib"], mem["pss_mib"]))
+                    next_mark += 200
+            time.sleep(1.0)
+            out.mem_after = common.tree_memory(worker.pid)
+            out.gradings = gradings
+            if gradings < target:
+                out.gradings_note = (
+                    f"stopped at the time cap ({plan.rss_time_cap_s:g} s) after {gradings} of {target}"
+                )
+            elif plan.quick:
+                out.gradings_note = f"--quick: {gradings} gradings, not 1,000"
+        finally:
+            if up is not None:
+                up.close()
+            dep.stop()
+    return out
+
+
+# --- report --------------------------------------------------------------------------------------
+
+
+def fmt_s(x: float | None) -> str:
+    if x is None or x != x:
+        return "-"
+    return f"{x * 1000:.0f} ms" if x >= 0.1 else f"{x * 1000:.1f} ms"
+
+
+def ratio(x: float, a: float) -> str:
+    return f"{x / a:.2f}x" if a == a and a > 0 and x == x else "-"
+
+
+def build_report(
+    plan: Plan,
+    raw1: dict[str, Series],
+    rawd: dict[str, Series],
+    acc: dict[str, float],
+    b: dict[tuple[str, str], Series],
+    svc: ServiceFigures | None,
+    torch_default_threads: int,
+    harness_threads_default: int,
+) -> tuple[str, str, list[tuple[str, bool]]]:
+    """(terminal text, markdown, [(target, ok)])."""
+    names = [n for n, _ in EXAMPLES]
+    # a is single-threaded: the throughput bound (cores x 60 / a) assumes one inference per core, and the
+    # worker runs one grading per core; the torch-default row is shown for comparison.
+    a = {n: raw1[n].med for n in names}
+    rows: list[list[str]] = []
+
+    def row(label: str, vals: dict[str, str], note: str = "") -> None:
+        rows.append([label, *[vals.get(n, "-") for n in names], note])
+
+    row("a raw, torch 1 thread (median) = a", {n: fmt_s(raw1[n].med) for n in names}, "in-process, warm")
+    row(
+        f"a raw, torch {torch_default_threads} threads (median)",
+        {n: fmt_s(rawd[n].med) for n in names},
+        "torch default",
+    )
+    row(
+        "a best run",
+        {n: fmt_s(raw1[n].best) for n in names},
+        f"accuracy {', '.join(f'{acc[n]:.4f}' for n in names)}",
+    )
+    row("a first call (cold: imports)", {n: fmt_s(raw1[n].first) for n in names})
+    for mode, th, label in (
+        ("zygote", None, f"b_zygote (harness threads={harness_threads_default})"),
+        ("bwrap", None, f"b_bwrap, naive cold (threads={harness_threads_default})"),
+        ("zygote", 1, "b_zygote, what-if harness threads=1"),
+    ):
+        key = (mode, "default" if th is None else str(th))
+        if all((mode, key[1], n) in b for n in names):
+            row(label + " median", {n: fmt_s(b[(mode, key[1], n)].med) for n in names})
+            row(label + " first (cold)", {n: fmt_s(b[(mode, key[1], n)].first) for n in names})
+            row(label + " / a", {n: ratio(b[(mode, key[1], n)].med, a[n]) for n in names})
+    if svc is not None:
+        row(
+            "c service: POST -> graded row (median)",
+            {n: fmt_s(svc.c[n].med) for n in names},
+            "worker --concurrency 1",
+        )
+        row("c first (cold worker)", {n: fmt_s(svc.c[n].first) for n in names})
+        row("c / a", {n: ratio(svc.c[n].med, a[n]) for n in names})
+        row("c / b_zygote", {n: ratio(svc.c[n].med, b[("zygote", "default", n)].med) for n in names})
+
+    header = ["figure", *names, "note"]
+    checks: list[tuple[str, bool]] = []
+    b_over_a = b[("zygote", "default", "mnist-mlp")].med / a["mnist-mlp"]
+    checks.append(
+        (f"b_zygote/a <= {TARGET_B_OVER_A} for the MNIST MLP: {b_over_a:.2f}x", b_over_a <= TARGET_B_OVER_A)
+    )
+    summary: list[str] = []
+    if svc is not None:
+        bound = svc.concurrency * 60 / a["mnist-mlp"]
+        frac = svc.throughput_per_min / bound
+        checks.append(
+            (
+                f"throughput >= {TARGET_THROUGHPUT:.0%} of the pure-inference bound: {svc.throughput_per_min:.0f}/min of "
+                f"{bound:.0f}/min = {frac:.1%}",
+                frac >= TARGET_THROUGHPUT,
+            )
+        )
+        growth = svc.mem_after["rss_mib"] / svc.mem_start["rss_mib"] - 1
+        checks.append(
+            (
+                f"worker RSS after {svc.gradings} gradings within {TARGET_RSS_GROWTH:.0%} of its start: "
+                f"{svc.mem_start['rss_mib']:.0f} -> {svc.mem_after['rss_mib']:.0f} MiB ({growth:+.1%})",
+                growth <= TARGET_RSS_GROWTH,
+            )
+        )
+        summary += [
+            f"Throughput: {svc.throughput_n} MNIST MLP submissions uploaded at once (4 parallel uploaders), worker "
+            f"--concurrency {svc.concurrency}: {svc.throughput_per_min:.0f} graded/min from first POST to last final "
+            f"row ({svc.throughput_db_per_min:.0f}/min by the rows' created_at..finished_at); pure-inference bound "
+            f"{svc.concurrency} x 60 / {fmt_s(a['mnist-mlp'])} = {bound:.0f}/min; fraction {frac:.1%}.",
+            f"Worker memory (main + pool children + zygotes, /proc): just started (no zygote yet) RSS "
+            f"{svc.mem_cold['rss_mib']:.0f} MiB / PSS {svc.mem_cold['pss_mib']:.0f} MiB; warm (every pool process has "
+            f"its zygote) RSS {svc.mem_start['rss_mib']:.0f} MiB / PSS {svc.mem_start['pss_mib']:.0f} MiB; after "
+            f"{svc.gradings} gradings RSS {svc.mem_after['rss_mib']:.0f} MiB / PSS {svc.mem_after['pss_mib']:.0f} MiB"
+            + (f" ({svc.gradings_note})" if svc.gradings_note else "")
+            + ". The gradings went through the Celery route (HTTP upload -> worker -> Postgres), alternating the two "
+            "examples after the throughput run.",
+            "Trend (gradings: RSS / PSS MiB): "
+            + ", ".join(f"{g}: {r:.0f} / {p:.0f}" for g, r, p in svc.mem_trend),
+            "Processes at the end: "
+            + ", ".join(
+                f"{p['role']} {p['rss_mib']:.0f}/{p['pss_mib']:.0f}" for p in svc.mem_after["processes"]
+            )
+            + " (RSS/PSS MiB).",
+        ]
+
+    # Where the time of b goes (medians of grade()'s own timings).
+    phase_rows = []
+    phase_keys = [
+        ("intake_s", "intake (unzip)"),
+        ("prepare_s", "prepare (discover, hidden set)"),
+        ("sandbox_s", "sandbox run, total"),
+        ("harness_load_s", "  harness: load model + weights"),
+        ("harness_preprocess_s", "  harness: preprocess"),
+        ("harness_inference_s", "  harness: inference"),
+        ("sandbox_overhead_s", "  sandbox overhead (run - harness)"),
+        ("score_s", "score"),
+        ("wall_s", "grade() wall"),
+    ]
+    bd = {(m, t, n): phase_breakdown(s) for (m, t, n), s in b.items()}
+    cols = [
+        (m, t, n)
+        for (m, t) in (("zygote", "default"), ("zygote", "1"), ("bwrap", "default"))
+        for n in names
+        if (m, t, n) in bd
+    ]
+    for key, label in phase_keys:
+        phase_rows.append([label, *[fmt_s(bd[c].get(key)) for c in cols]])
+    phase_header = ["phase (median)", *[f"{m}{'' if t == 'default' else ' t=' + t} {n}" for m, t, n in cols]]
+
+    lines_txt = [common.text_table(header, rows), "", common.text_table(phase_header, phase_rows), ""]
+    lines_txt += summary
+    lines_txt += [""] + [f"{common.verdict(ok)}  {what}" for what, ok in checks]
+
+    md = [
+        common.markdown_table(header, rows),
+        "",
+        "Where the time of (b) goes:",
+        "",
+        common.markdown_table(phase_header, phase_rows),
+        "",
+    ]
+    md += [f"- {s}" for s in summary]
+    md += ["", "Targets:", ""] + [f"- **{common.verdict(ok)}** {what}" for what, ok in checks]
+    return "\n".join(lines_txt), "\n".join(md), checks
+
+
+# --- main ----------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.grading", description=__doc__.split("\n")[0])
+    p.add_argument(
+        "--quick", action="store_true", help="fewer repeats, 12 queued, 40 gradings for memory (~3 min)"
+    )
+    p.add_argument("--repeats", type=int, help="measured runs per figure (default 7, --quick 3)")
+    p.add_argument("--throughput-n", type=int, help="submissions queued at once (default 60, --quick 12)")
+    p.add_argument(
+        "--rss-gradings", type=int, help="gradings before the second memory reading (default 1000)"
+    )
+    p.add_argument(
+        "--skip-service", action="store_true", help="only (a) and (b): no Postgres, Redis, API, worker"
+    )
+    p.add_argument(
+        "--redis-db", type=int, default=13, help="Redis database number on 127.0.0.1:6379 (emptied)"
+    )
+    p.add_argument("--no-write", action="store_true", help="do not append to bench/RESULTS.md")
+    args = p.parse_args(argv)
+    plan = Plan.make(args)
+
+    import torch
+
+    from grader import sandbox
+    from reference.examples import EXAMPLES_DIR, zip_folder
+
+    info = common.machine_info()
+    started = time.perf_counter()
+    stamp = common.now_stamp()
+    print(f"hwgrade grading benchmark {'(quick) ' if plan.quick else ''}{stamp}")
+    print(common.machine_block(info), flush=True)
+    torch_default_threads = torch.get_num_threads()
+    harness_threads_default = max(1, min(4, os.cpu_count() or 1))  # grader.sandbox._job_for's default
+
+    with tempfile.TemporaryDirectory(prefix="hwgrade-bench-") as tmpname:
+        tmp = Path(tmpname)
+        tmp.chmod(0o755)
+        data_dir = common.prepare_data_dir(tmp / "data")
+        zips: dict[str, tuple[str, bytes]] = {}
+        zip_paths: dict[str, Path] = {}
+        for name, slug in EXAMPLES:
+            data = zip_folder(EXAMPLES_DIR / name)
+            zips[name] = (slug, data)
+            zip_paths[name] = tmp / f"{name}.zip"
+            zip_paths[name].write_bytes(data)
+
+        print("(a) raw in-process ...", flush=True)
+        raw1: dict[str, Series] = {}
+        rawd: dict[str, Series] = {}
+        acc: dict[str, float] = {}
+        for name, slug in EXAMPLES:
+            raw = RawModel(EXAMPLES_DIR / name, slug, data_dir)
+            raw1[name], acc[name] = measure_raw(raw, plan.repeats, 1)
+            rawd[name], _ = measure_raw(raw, plan.repeats, torch_default_threads)
+
+        print("(b) grader.grade ...", flush=True)
+        b: dict[tuple[str, str, str], Series] = {}
+        for mode, th in (("zygote", None), ("bwrap", None), ("zygote", 1)):
+            for name, slug in EXAMPLES:
+                print(f"  {mode} threads={th or 'default'} {name}", flush=True)
+                b[(mode, "default" if th is None else str(th), name)] = measure_grade(
+                    zip_paths[name], slug, data_dir, mode, plan.repeats, th
+                )
+        sandbox.shutdown_pool()
+
+        svc = None
+        if not plan.skip_service:
+            print("(c) service path, throughput, memory ...", flush=True)
+            svc = measure_service(plan, zips, data_dir, tmp, args.redis_db)
+
+    text, md, checks = build_report(
+        plan, raw1, rawd, acc, b, svc, torch_default_threads, harness_threads_default
+    )
+    took = time.perf_counter() - started
+    print()
+    print(text)
+    print(f"\n(took {took:.0f} s; load average now {common.load_average()})")
+    if not args.no_write:
+        section = [
+            f"## Grading benchmark{' (--quick)' if plan.quick else ''}: {stamp}",
+            "",
+            f"Command: `{common.command_line()}` (took {took:.0f} s; load average at the end {common.load_average()}).",
+            "",
+            "Machine:",
+            "",
+            common.machine_block(info),
+            "",
+            "Caveat: a shared 2-core machine (several people worked on it during the run), so every figure "
+            "includes their load; medians of "
+            f"{plan.repeats} warm runs after one excluded warm-up, the first (cold) run reported separately.",
+            "",
+            md,
+        ]
+        common.append_results("\n".join(section))
+        print(f"appended to {common.RESULTS}")
+    return 0 if all(ok for _, ok in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
