@@ -19,6 +19,7 @@ with the uid drop and rlimits only; the report says so (`GradeReport.sandbox`).
 from __future__ import annotations
 
 import array
+import atexit
 import base64
 import contextlib
 import fcntl
@@ -677,9 +678,11 @@ class Zygote:
     def __init__(self) -> None:
         self.proc: subprocess.Popen[bytes] | None = None
         self.sock: socket.socket | None = None
+        self.root: Path | None = None
         self.owner = os.getpid()
         self.starts = 0
         self.lock = threading.Lock()
+        atexit.register(self.stop)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None and self.owner == os.getpid()
@@ -688,7 +691,9 @@ class Zygote:
         self.stop()
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         env = dict(_sandbox_env(), OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", OMP_NUM_THREADS="1")
+        # An empty directory here; each child mounts its new root on it in its own mount namespace.
         root = Path(tempfile.gettempdir()) / f"hwgrade-zygote-root-{os.getpid()}"
+        self.root = root
         self.proc = subprocess.Popen(
             [*_python_argv(), str(HARNESS_DIR / "zygote.py"), str(root)],
             stdin=child.fileno(),
@@ -717,6 +722,9 @@ class Zygote:
                 self.proc.wait(timeout=10)
         self.proc = None
         self.sock = None
+        if self.root is not None and self.owner == os.getpid():
+            with contextlib.suppress(OSError):
+                self.root.rmdir()
 
     @property
     def pid(self) -> int | None:
