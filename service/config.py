@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     max_upload_mb: float = Field(default=50.0, gt=0)
     # Submissions per student, assignment and calendar day in `day_timezone`.
     day_timezone: str = "Asia/Shanghai"
+    # On leaderboards students see their own name and a stable pseudonym for everyone else.
+    pseudonyms: bool = True
 
     device: Device = "auto"
     # A running grading holds a lease it renews every lease_s / 3; a dead worker's lease runs out.

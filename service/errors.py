@@ -100,6 +100,11 @@ class DailyLimitReached(ServiceError):
     code = "daily_limit"
 
 
+class DeadlinePassed(ServiceError):
+    status_code = 403
+    code = "deadline_passed"
+
+
 class Unavailable(ServiceError):
     status_code = 503
     code = "unavailable"

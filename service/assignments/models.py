@@ -1,13 +1,21 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import String
+from sqlalchemy import Enum, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from grader.assignments import AssignmentSpec
 from service.db import Base, utcnow
+
+
+class LatePolicy(StrEnum):
+    """What happens to a student's upload after the deadline (instructors are never refused)."""
+
+    refuse = "refuse"
+    accept_marked = "accept_marked"
 
 
 class Assignment(Base):
@@ -25,6 +33,11 @@ class Assignment(Base):
     pass_threshold: Mapped[float]
     # Celery queue its gradings go to: "grading" (any worker) or "gpu" (workers with CUDA).
     queue: Mapped[str] = mapped_column(String(32), default="grading")
+    late_policy: Mapped[LatePolicy] = mapped_column(
+        Enum(LatePolicy, name="late_policy", native_enum=False, create_constraint=True, length=16),
+        default=LatePolicy.accept_marked,
+        server_default=LatePolicy.accept_marked.value,
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

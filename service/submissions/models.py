@@ -4,7 +4,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Enum, ForeignKey, Index, String, Text
+from sqlalchemy import CheckConstraint, Enum, ForeignKey, Index, String, Text, false, select
+from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.assignments.models import Assignment
@@ -52,6 +53,8 @@ class Submission(Base):
     worker: Mapped[str | None] = mapped_column(String(255))
     # When the last wake-up was sent to the broker; NULL when sending failed (the sweeper resends).
     enqueued_at: Mapped[datetime | None]
+    # Uploaded after the assignment's deadline (accepted because its late policy is accept_marked).
+    late: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
@@ -72,16 +75,42 @@ class Submission(Base):
         return f"<Submission {self.id} {self.status} attempt={self.attempt}>"
 
 
+def _copied_from_submission(column: str) -> Any:
+    """A column default that copies `column` of the result's submission (for inserts that omit it)."""
+
+    def default(context: DefaultExecutionContext) -> Any:
+        submission_id = context.get_current_parameters()["submission_id"]
+        return context.connection.scalar(
+            select(Submission.__table__.c[column]).where(Submission.__table__.c.id == submission_id)
+        )
+
+    return default
+
+
 class Result(Base):
     """The one grading outcome of a submission (the unique submission_id makes a second impossible)."""
 
     __tablename__ = "result"
     __table_args__ = (CheckConstraint("score >= 0 AND score <= 1", name="score_range"),)
+    # (indexes for the leaderboards: below the class)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     submission_id: Mapped[int] = mapped_column(ForeignKey("submission.id", ondelete="CASCADE"), unique=True)
+    # Copies of the submission's columns for the leaderboard indexes above.
+    assignment_id: Mapped[int] = mapped_column(
+        ForeignKey("assignment.id", ondelete="RESTRICT"), default=_copied_from_submission("assignment_id")
+    )
+    owner_id: Mapped[int] = mapped_column(
+        ForeignKey("user.id", ondelete="RESTRICT"), default=_copied_from_submission("owner_id")
+    )
+    submitted_at: Mapped[datetime] = mapped_column(default=_copied_from_submission("created_at"))
     score: Mapped[float]
     passed: Mapped[bool]
+    # The leaderboard scores: the public and private parts of the hidden set (model assignments),
+    # or `score` for both where there is no split (function assignments). NULL unless graded, so a
+    # submission that errored never ranks.
+    public_score: Mapped[float | None]
+    private_score: Mapped[float | None]
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     checks: Mapped[list[Any]] = mapped_column(default=list)
     hints: Mapped[list[Any]] = mapped_column(default=list)
@@ -109,3 +138,19 @@ class Result(Base):
             "message": self.error_message or "",
             "message_zh": self.error_message_zh or "",
         }
+
+
+# One index per board, in the order the leaderboard's window function reads the rows (PARTITION BY
+# owner ORDER BY board score DESC, submitted_at, submission_id): the best submission of each student
+# of one assignment is an index range scan without a sort, and every column the ranking needs is in
+# the index. That is why assignment_id, owner_id and submitted_at are copied onto result from the
+# submission (they never change once it exists).
+for _board_score in (Result.public_score, Result.private_score):
+    Index(
+        f"ix_result_{_board_score.key.removesuffix('_score')}_board",
+        Result.assignment_id,
+        Result.owner_id,
+        _board_score.desc(),
+        Result.submitted_at,
+        Result.submission_id,
+    )

@@ -23,10 +23,10 @@ from sqlalchemy.orm import Session
 
 from grader.intake import sniff_archive_kind
 from grader.report import ErrorCode, GradeReport
-from service.assignments.models import Assignment
+from service.assignments.models import Assignment, LatePolicy
 from service.config import Settings
 from service.db import utcnow
-from service.errors import DailyLimitReached, EmptyFile, NotAZip, TooLarge, WrongArchiveKind
+from service.errors import DailyLimitReached, DeadlinePassed, EmptyFile, NotAZip, TooLarge, WrongArchiveKind
 from service.storage import BlobStore, BlobTooLarge
 from service.submissions.models import Result, Submission, SubmissionStatus
 from service.users.models import User
@@ -62,14 +62,44 @@ def day_start(now: datetime, settings: Settings) -> datetime:
     return datetime.combine(local.date(), time(), tzinfo=settings.tz)
 
 
-def count_today(session: Session, owner: User, assignment: Assignment, settings: Settings) -> int:
-    since = day_start(utcnow(), settings)
-    stmt = select(func.count(Submission.id)).where(
-        Submission.owner_id == owner.id,
-        Submission.assignment_id == assignment.id,
-        Submission.created_at >= since,
+# Gradings that failed on our side: they never use up a student's daily submissions.
+PLATFORM_FAILURES = (ErrorCode.internal.value, ErrorCode.sandbox_unavailable.value)
+
+
+def count_today(
+    session: Session, owner: User, assignment: Assignment, settings: Settings, now: datetime | None = None
+) -> int:
+    """`owner`'s submissions to `assignment` since midnight in the course timezone, leaving out those
+    whose grading failed because of the platform (pending ones count)."""
+    since = day_start(now or utcnow(), settings)
+    stmt = (
+        select(func.count(Submission.id))
+        .outerjoin(Result, Result.submission_id == Submission.id)
+        .where(
+            Submission.owner_id == owner.id,
+            Submission.assignment_id == assignment.id,
+            Submission.created_at >= since,
+            or_(Result.error_code.is_(None), Result.error_code.not_in(PLATFORM_FAILURES)),
+        )
     )
     return session.scalar(stmt) or 0
+
+
+def check_deadline(assignment: Assignment, owner: User, now: datetime, settings: Settings) -> bool:
+    """Whether an upload at `now` is late; raises DeadlinePassed where the late policy refuses it.
+
+    Instructors are never refused (their uploads are still marked late).
+    """
+    if assignment.deadline is None or now <= assignment.deadline:
+        return False
+    if assignment.late_policy == LatePolicy.refuse and not owner.is_instructor:
+        when = assignment.deadline.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M")
+        raise DeadlinePassed(
+            f"The deadline of {assignment.slug!r} was {when} ({settings.day_timezone}); "
+            "this assignment no longer accepts submissions.",
+            f"作业 {assignment.slug} 的截止时间为 {when}（{settings.day_timezone}），已不再接受提交。",
+        )
+    return True
 
 
 def _clean_filename(name: str | None) -> str:
@@ -85,8 +115,12 @@ def create_submission(
     filename: str | None,
     stream: BinaryIO,
     settings: Settings,
+    now: datetime | None = None,
 ) -> Submission:
     """Check and store an upload and add its queued submission row (flushed, not committed)."""
+    now = now or utcnow()
+    # Before reading the body: a refused late upload costs nothing.
+    late = check_deadline(assignment, owner, now, settings)
     store = BlobStore(settings.blob_dir)
     limit_mb = f"{settings.max_upload_mb:g}"
     try:
@@ -102,7 +136,7 @@ def create_submission(
         if not owner.is_instructor:
             # Serialise one student's concurrent uploads so two cannot both pass the limit (Postgres).
             session.execute(select(User.id).where(User.id == owner.id).with_for_update())
-            used = count_today(session, owner, assignment, settings)
+            used = count_today(session, owner, assignment, settings, now)
             if used >= assignment.daily_limit:
                 raise DailyLimitReached(
                     f"You have used all {assignment.daily_limit} submissions for {assignment.slug!r} today; "
@@ -113,7 +147,6 @@ def create_submission(
     except BaseException:
         staged.discard()
         raise
-    now = utcnow()
     submission = Submission(
         owner=owner,
         assignment=assignment,
@@ -124,6 +157,7 @@ def create_submission(
         status=SubmissionStatus.queued,
         enqueued_at=now,
         created_at=now,
+        late=late,
     )
     session.add(submission)
     session.flush()
@@ -239,23 +273,42 @@ def _finish(
         update(Submission)
         .where(condition)
         .values(status=status, finished_at=now, lease_expires_at=None)
-        .returning(Submission.id)
-    ).scalar_one_or_none()
+        .returning(Submission.assignment_id, Submission.owner_id, Submission.created_at)
+    ).one_or_none()
     if row is None:
         return False
-    session.add(result_from_report(submission_id, attempt, report, now))
+    result = result_from_report(submission_id, attempt, report, now)
+    result.assignment_id, result.owner_id, result.submitted_at = row
+    session.add(result)
     session.flush()
     return True
 
 
+def board_scores(report: GradeReport) -> tuple[float | None, float | None]:
+    """The (public, private) leaderboard scores of a report: the grader's split of the hidden set
+    where it made one, else the score for both; None for both unless graded (errors never rank)."""
+    if report.status != "graded":
+        return None, None
+
+    def metric(key: str) -> float:
+        value = report.metrics.get(key)
+        return float(value) if isinstance(value, int | float) else report.score
+
+    return metric("public_accuracy"), metric("private_accuracy")
+
+
 def result_from_report(submission_id: int, attempt: int, report: GradeReport, now: datetime) -> Result:
+    """The result row for `report` (the submission's copied columns default to the submission's)."""
     data = report.model_dump(mode="json")
     error = report.error
+    public_score, private_score = board_scores(report)
     return Result(
         submission_id=submission_id,
         attempt=attempt,
         score=report.score,
         passed=report.passed,
+        public_score=public_score,
+        private_score=private_score,
         metrics=data["metrics"],
         checks=data["checks"],
         hints=data["hints"],

@@ -1,0 +1,417 @@
+"""Leaderboards, assignment statistics, exam eligibility and the grade book: read-only queries.
+
+Ranking rule: each student's best graded submission ranks, by the board's score, highest first; equal
+scores go to the earlier submission. Students without a graded result are absent, and so are
+instructors. Late submissions (accepted after the deadline) rank too and are marked.
+
+Boards (as Kaggle does): the grader splits the hidden test set once, deterministically, into a public
+half and a private part. The public board (public part) is visible to everyone at any time; the
+private board, the final ranking, is visible to students only after the deadline (never when the
+assignment has no deadline), and to instructors always. Assignments without a split (functions) rank
+by the whole score on both boards.
+
+Every ranking is one SQL query with window functions (Postgres, and SQLite >= 3.25) over the
+`ix_result_<board>_board` indexes; nothing is ranked in Python.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, Subquery, case, distinct, func, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from service.assignments.models import Assignment
+from service.config import Settings, get_settings
+from service.db import utcnow
+from service.errors import Forbidden
+from service.submissions.models import Result, Submission, SubmissionStatus
+from service.users.models import Role, User
+
+Board = Literal["public", "private"]
+
+RANKING_RULE = (
+    "Each student's best graded submission ranks, highest score first; equal scores go to the earlier "
+    "submission. Students without a graded result are not listed. The public board scores the public half "
+    "of the hidden test set; the private board (the final ranking) scores the rest and opens to students "
+    "after the deadline."
+)
+RANKING_RULE_ZH = (
+    "每位同学以其得分最高的一次已评分提交参与排名，分数高者在前；分数相同时，提交较早者在前。"
+    "没有已评分提交的同学不列入榜单。公开榜按隐藏测试集的公开部分计分；私有榜（最终排名）按其余部分计分，"
+    "截止时间过后向学生开放。"
+)
+
+# A student may sit the exam after passing at least 4/5 of the assignments (compared in integers,
+# so 4/5 is exactly on the line and 7/9 = 0.777... is below it).
+ELIGIBLE_NUMERATOR, ELIGIBLE_DENOMINATOR = 4, 5
+
+
+class BoardHidden(Forbidden):
+    code = "board_hidden"
+
+
+@dataclass(frozen=True)
+class LeaderboardRow:
+    rank: int
+    user_id: int
+    # Already pseudonymised for the viewer (see `display_name_for`).
+    display_name: str
+    # None unless the viewer is an instructor.
+    student_number: str | None
+    # The board's score (public_score on the public board, private_score on the private one).
+    score: float
+    public_score: float | None
+    # None where the viewer may not see the private board yet.
+    private_score: float | None
+    submission_id: int
+    submitted_at: datetime
+    is_viewer: bool
+    late: bool
+
+
+@dataclass(frozen=True)
+class AssignmentStats:
+    submissions: int
+    students: int
+    graded: int
+    errors: int
+    passed_students: int
+    # The best graded score of each student (for a histogram), highest first.
+    scores: list[float]
+
+
+@dataclass(frozen=True)
+class EligibilityRow:
+    user_id: int
+    student_number: str
+    display_name: str
+    passed: int
+    total: int
+    ratio: float
+    eligible: bool
+
+
+def is_eligible(passed: int, total: int) -> bool:
+    """True when passed/total reaches 80% (4 of 5 does; no assignments at all does not)."""
+    return total > 0 and passed * ELIGIBLE_DENOMINATOR >= total * ELIGIBLE_NUMERATOR
+
+
+def pseudonym(user_id: int, secret: str) -> str:
+    """A stable, bilingual pseudonym for a user: an HMAC of the id under the service's secret key."""
+    tag = hmac.new(secret.encode(), f"pseudonym:{user_id}".encode(), hashlib.sha256).hexdigest()[:6].upper()
+    return f"匿名同学 {tag} / Student {tag}"
+
+
+def display_name_for(user_id: int, real_name: str, viewer: User, settings: Settings) -> str:
+    """The name `viewer` sees for a user: real for instructors and for oneself, else a pseudonym."""
+    if viewer.is_instructor or viewer.id == user_id or not settings.pseudonyms:
+        return real_name
+    return pseudonym(user_id, settings.secret_key.get_secret_value())
+
+
+def deadline_passed(assignment: Assignment, now: datetime) -> bool:
+    return assignment.deadline is not None and now >= assignment.deadline
+
+
+def board_visible(assignment: Assignment, board: Board, viewer: User, now: datetime) -> bool:
+    """Whether `viewer` may see `board`: the private board is hidden from students until the deadline."""
+    if board == "public" or viewer.is_instructor:
+        return True
+    return deadline_passed(assignment, now)
+
+
+def default_board(assignment: Assignment, viewer: User, now: datetime) -> Board:
+    """The board to show when none is asked for: the final (private) one once the viewer may see it."""
+    if deadline_passed(assignment, now) and board_visible(assignment, "private", viewer, now):
+        return "private"
+    return "public"
+
+
+def board_hidden_error(assignment: Assignment, settings: Settings | None = None) -> BoardHidden:
+    """The 403 a student gets for the private board before the deadline."""
+    settings = settings or get_settings()
+    if assignment.deadline is None:
+        return BoardHidden(
+            f"The private leaderboard of {assignment.slug!r} is not published: the assignment has no deadline.",
+            f"作业 {assignment.slug} 没有截止时间，私有榜不公开。",
+        )
+    when = assignment.deadline.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M")
+    return BoardHidden(
+        f"The private leaderboard of {assignment.slug!r} opens after the deadline ({when}, "
+        f"{settings.day_timezone}).",
+        f"作业 {assignment.slug} 的私有榜在截止时间（{when}，{settings.day_timezone}）之后公开。",
+    )
+
+
+def _board_column(board: Board) -> InstrumentedAttribute[float | None]:
+    return Result.public_score if board == "public" else Result.private_score
+
+
+def _ranked(board: Board, assignment_id: int | None = None, owner_id: int | None = None) -> Subquery:
+    """Rank per assignment: (assignment_id, owner_id, submission_id, submitted_at, score, rank).
+
+    The inner window picks each student's best submission (the board's score, then the earliest);
+    the outer one ranks those best submissions with the same order. ROW_NUMBER, not RANK: the
+    submission time breaks every tie, so ranks are unique.
+    """
+    score = _board_column(board)
+    nth = (
+        func.row_number()
+        .over(
+            partition_by=(Result.assignment_id, Result.owner_id),
+            order_by=(score.desc(), Result.submitted_at.asc(), Result.submission_id.asc()),
+        )
+        .label("nth")
+    )
+    best_q = (
+        select(
+            Result.assignment_id,
+            Result.owner_id,
+            Result.submission_id,
+            Result.submitted_at,
+            score.label("score"),
+            nth,
+        )
+        .join(User, User.id == Result.owner_id)
+        # NULL board score = not graded (errors never rank).
+        .where(score.is_not(None), User.role == Role.student)
+    )
+    if assignment_id is not None:
+        best_q = best_q.where(Result.assignment_id == assignment_id)
+    best = best_q.subquery("best")
+    rank = (
+        func.row_number()
+        .over(
+            partition_by=best.c.assignment_id,
+            order_by=(best.c.score.desc(), best.c.submitted_at.asc(), best.c.submission_id.asc()),
+        )
+        .label("rank")
+    )
+    ranked_q = select(
+        best.c.assignment_id, best.c.owner_id, best.c.submission_id, best.c.submitted_at, best.c.score, rank
+    ).where(best.c.nth == 1)
+    ranked = ranked_q.subquery("ranked")
+    if owner_id is None:
+        return ranked
+    return select(ranked).where(ranked.c.owner_id == owner_id).subquery("mine")
+
+
+def leaderboard(
+    session: Session,
+    assignment: Assignment,
+    *,
+    board: Board,
+    limit: int | None,
+    viewer: User,
+    settings: Settings | None = None,
+    now: datetime | None = None,
+) -> list[LeaderboardRow]:
+    """The ranked board as `viewer` may see it (names pseudonymised); raises BoardHidden (403) when
+    the viewer may not see this board (check `board_visible` first to avoid it).
+
+    `settings` gives the pseudonym setting and key (defaults to the process settings).
+    """
+    settings = settings or get_settings()
+    now = now or utcnow()
+    if not board_visible(assignment, board, viewer, now):
+        raise board_hidden_error(assignment, settings)
+    show_private = board_visible(assignment, "private", viewer, now)
+    ranked = _ranked(board, assignment.id)
+    stmt = (
+        select(
+            ranked.c.rank,
+            ranked.c.owner_id,
+            ranked.c.score,
+            ranked.c.submission_id,
+            ranked.c.submitted_at,
+            User.display_name,
+            User.student_number,
+            Result.public_score,
+            Result.private_score,
+            Submission.late,
+        )
+        .join(User, User.id == ranked.c.owner_id)
+        .join(Result, Result.submission_id == ranked.c.submission_id)
+        .join(Submission, Submission.id == ranked.c.submission_id)
+        .order_by(ranked.c.rank)
+    )
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    rows = []
+    for r in session.execute(stmt):
+        rows.append(
+            LeaderboardRow(
+                rank=r.rank,
+                user_id=r.owner_id,
+                display_name=display_name_for(r.owner_id, r.display_name, viewer, settings),
+                student_number=r.student_number if viewer.is_instructor else None,
+                score=r.score,
+                public_score=r.public_score,
+                private_score=r.private_score if show_private else None,
+                submission_id=r.submission_id,
+                submitted_at=_aware(r.submitted_at),
+                is_viewer=r.owner_id == viewer.id,
+                late=r.late,
+            )
+        )
+    return rows
+
+
+def _aware(value: datetime) -> datetime:
+    # Columns read through a subquery lose UTCDateTime on SQLite, which hands back naive UTC.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _graded() -> ColumnElement[bool]:
+    return Submission.status == SubmissionStatus.graded
+
+
+def _passed_graded() -> ColumnElement[bool]:
+    return _graded() & Result.passed.is_(True)
+
+
+def assignment_stats(session: Session, assignment: Assignment) -> AssignmentStats:
+    """Counts over the students' submissions to `assignment`, and each student's best graded score."""
+    counts = session.execute(
+        select(
+            func.count(Submission.id),
+            func.count(distinct(Submission.owner_id)),
+            func.count(case((Submission.status == SubmissionStatus.graded, 1))),
+            func.count(case((Submission.status == SubmissionStatus.error, 1))),
+        )
+        .join(User, User.id == Submission.owner_id)
+        .where(Submission.assignment_id == assignment.id, User.role == Role.student)
+    ).one()
+    best = session.execute(
+        select(
+            func.max(Result.score).label("best"),
+            func.max(case((Result.passed, 1), else_=0)).label("passed"),
+        )
+        .join(Submission, Submission.id == Result.submission_id)
+        .join(User, User.id == Result.owner_id)
+        .where(Result.assignment_id == assignment.id, User.role == Role.student, _graded())
+        .group_by(Result.owner_id)
+    ).all()
+    return AssignmentStats(
+        submissions=counts[0],
+        students=counts[1],
+        graded=counts[2],
+        errors=counts[3],
+        passed_students=sum(1 for b in best if b.passed),
+        scores=sorted((float(b.best) for b in best), reverse=True),
+    )
+
+
+def _passed_counts(session: Session) -> dict[int, int]:
+    """Per student id: how many assignments they passed (any graded submission with passed)."""
+    rows = session.execute(
+        select(Result.owner_id, func.count(distinct(Result.assignment_id)))
+        .join(Submission, Submission.id == Result.submission_id)
+        .where(Result.passed.is_(True), _graded())
+        .group_by(Result.owner_id)
+    ).all()
+    return {owner_id: n for owner_id, n in rows}
+
+
+def _students(session: Session) -> list[User]:
+    return list(session.scalars(select(User).where(User.role == Role.student).order_by(User.student_number)))
+
+
+def eligibility(session: Session) -> list[EligibilityRow]:
+    """Every student with assignments passed / total; eligible = at least 80% (4/5 is eligible)."""
+    total = session.scalar(select(func.count(Assignment.id))) or 0
+    passed = _passed_counts(session)
+    out = []
+    for user in _students(session):
+        n = passed.get(user.id, 0)
+        out.append(
+            EligibilityRow(
+                user_id=user.id,
+                student_number=user.student_number,
+                display_name=user.display_name,
+                passed=n,
+                total=total,
+                ratio=n / total if total else 0.0,
+                eligible=is_eligible(n, total),
+            )
+        )
+    return out
+
+
+def _best_by_student_assignment(session: Session, owner_id: int | None = None) -> dict[tuple[int, int], Any]:
+    """(owner_id, assignment_id) -> row(best, passed, submissions) over all submissions."""
+    stmt = (
+        select(
+            Submission.owner_id,
+            Submission.assignment_id,
+            func.max(case((_graded(), Result.score))).label("best"),
+            func.max(case((_passed_graded(), 1), else_=0)).label("passed"),
+            func.count(Submission.id).label("submissions"),
+        )
+        .outerjoin(Result, Result.submission_id == Submission.id)
+        .group_by(Submission.owner_id, Submission.assignment_id)
+    )
+    if owner_id is not None:
+        stmt = stmt.where(Submission.owner_id == owner_id)
+    return {(r.owner_id, r.assignment_id): r for r in session.execute(stmt)}
+
+
+def gradebook_rows(session: Session) -> tuple[list[str], list[dict[str, Any]]]:
+    """The course grade book: assignment slugs, and per student (by student number) a dict with
+    user_id, student_number, display_name, scores {slug: best graded score or None},
+    passed {slug: bool}, passed_count, total, eligible."""
+    assignments = list(session.scalars(select(Assignment).order_by(Assignment.id)))
+    slugs = [a.slug for a in assignments]
+    best = _best_by_student_assignment(session)
+    rows: list[dict[str, Any]] = []
+    for user in _students(session):
+        scores: dict[str, float | None] = {}
+        passed: dict[str, bool] = {}
+        for a in assignments:
+            r = best.get((user.id, a.id))
+            scores[a.slug] = float(r.best) if r is not None and r.best is not None else None
+            passed[a.slug] = bool(r is not None and r.passed)
+        n = sum(passed.values())
+        rows.append(
+            {
+                "user_id": user.id,
+                "student_number": user.student_number,
+                "display_name": user.display_name,
+                "scores": scores,
+                "passed": passed,
+                "passed_count": n,
+                "total": len(assignments),
+                "eligible": is_eligible(n, len(assignments)),
+            }
+        )
+    return slugs, rows
+
+
+def student_scores(session: Session, user: User) -> list[dict[str, Any]]:
+    """`user`'s standing per assignment: a dict with assignment (slug), title, title_zh, deadline,
+    best_score (best graded, or None), passed, public_rank (None when not on the board), submissions."""
+    assignments = list(session.scalars(select(Assignment).order_by(Assignment.id)))
+    best = _best_by_student_assignment(session, owner_id=user.id)
+    mine = _ranked("public", owner_id=user.id)
+    ranks = dict(session.execute(select(mine.c.assignment_id, mine.c.rank)).tuples().all())
+    out = []
+    for a in assignments:
+        r = best.get((user.id, a.id))
+        out.append(
+            {
+                "assignment": a.slug,
+                "title": a.title,
+                "title_zh": a.title_zh,
+                "deadline": a.deadline,
+                "best_score": float(r.best) if r is not None and r.best is not None else None,
+                "passed": bool(r is not None and r.passed),
+                "public_rank": ranks.get(a.id),
+                "submissions": r.submissions if r is not None else 0,
+            }
+        )
+    return out
