@@ -14,9 +14,12 @@ from service.assignments.router import router as assignments_router
 from service.config import Settings, get_settings
 from service.db import create_db_engine, create_session_factory
 from service.errors import install_error_handlers
+from service.exports.router import router as exports_router
+from service.leaderboards.router import router as leaderboards_router
 from service.middleware import UploadSizeLimit
 from service.submissions.router import router as submissions_router
 from service.users.router import router as users_router
+from service.web.router import router as web_router
 from service.worker import create_celery
 
 log = logging.getLogger(__name__)
@@ -47,6 +50,9 @@ def create_app(
     app.include_router(assignments_router)
     app.include_router(submissions_router)
     app.include_router(users_router)
+    app.include_router(web_router)
+    app.include_router(leaderboards_router)
+    app.include_router(exports_router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

@@ -18,7 +18,7 @@ def list_assignments(session: SessionDep, _user: CurrentUser) -> list[Assignment
 
 @router.get("/{slug}", response_model=AssignmentRead)
 def read_assignment(assignment: CurrentAssignment, _user: CurrentUser) -> Assignment:
-    """One assignment: title, deadline, daily submission limit, pass threshold."""
+    """One assignment: title, deadline, late policy, daily submission limit, pass threshold."""
     return assignment
 
 
@@ -26,5 +26,5 @@ def read_assignment(assignment: CurrentAssignment, _user: CurrentUser) -> Assign
 def update_assignment(
     data: AssignmentUpdate, assignment: CurrentAssignment, session: SessionDep, _instructor: RequireInstructor
 ) -> Assignment:
-    """Change an assignment's deadline, daily limit, pass threshold or queue (instructors only)."""
+    """Change an assignment's deadline, daily limit, pass threshold, queue or late policy (instructors only)."""
     return service.update(session, assignment, data)

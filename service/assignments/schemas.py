@@ -5,6 +5,8 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from service.assignments.models import LatePolicy
+
 
 class AssignmentRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -16,6 +18,8 @@ class AssignmentRead(BaseModel):
     deadline: datetime | None
     daily_limit: int
     pass_threshold: float
+    # After the deadline students' uploads are refused, or accepted and marked late.
+    late_policy: LatePolicy
 
 
 class AssignmentUpdate(BaseModel):
@@ -28,3 +32,4 @@ class AssignmentUpdate(BaseModel):
     daily_limit: int | None = Field(default=None, ge=0)
     pass_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     queue: Literal["grading", "gpu"] | None = None
+    late_policy: LatePolicy | None = None

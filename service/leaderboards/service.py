@@ -398,7 +398,9 @@ def student_scores(session: Session, user: User) -> list[dict[str, Any]]:
     assignments = list(session.scalars(select(Assignment).order_by(Assignment.id)))
     best = _best_by_student_assignment(session, owner_id=user.id)
     mine = _ranked("public", owner_id=user.id)
-    ranks = dict(session.execute(select(mine.c.assignment_id, mine.c.rank)).tuples().all())
+    ranks: dict[int, int] = {
+        a_id: rank for a_id, rank in session.execute(select(mine.c.assignment_id, mine.c.rank))
+    }
     out = []
     for a in assignments:
         r = best.get((user.id, a.id))

@@ -40,6 +40,8 @@ class SubmissionRead(BaseModel):
     size_bytes: int
     status: SubmissionStatus
     attempt: int
+    # Uploaded after the deadline (the assignment accepts late uploads and marks them).
+    late: bool
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

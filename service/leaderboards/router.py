@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from service.db import utcnow
+from service.deps import CurrentAssignment, CurrentUser, RequireInstructor, SessionDep, SettingsDep
+from service.leaderboards import service
+from service.leaderboards.schemas import EligibilityRead, LeaderboardRead, MyScoreRead
+from service.leaderboards.service import Board, EligibilityRow
+
+router = APIRouter(prefix="/api/v1", tags=["leaderboards"])
+
+
+@router.get(
+    "/assignments/{slug}/leaderboard",
+    response_model=LeaderboardRead,
+    responses={403: {"description": "`board_hidden`: the private board before the deadline (students)"}},
+)
+def read_leaderboard(
+    assignment: CurrentAssignment,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    board: Annotated[
+        Board | None, Query(description="public or private; default: private once the deadline has passed")
+    ] = None,
+    limit: Annotated[int | None, Query(ge=1, le=10_000, description="only the top N, e.g. 3")] = None,
+) -> dict[str, Any]:
+    """Ranking: each student's best graded submission, highest score first; equal scores go to the
+    earlier submission; students without a graded result are absent. The public board scores the
+    public half of the hidden set and is always open; the private board (the final ranking) opens to
+    students after the deadline, to instructors always. Students see pseudonyms for others."""
+    now = utcnow()
+    chosen: Board = board or service.default_board(assignment, user, now)
+    entries = service.leaderboard(
+        session, assignment, board=chosen, limit=limit, viewer=user, settings=settings, now=now
+    )
+    return {
+        "assignment": assignment.slug,
+        "board": chosen,
+        "final": chosen == "private" and service.deadline_passed(assignment, now),
+        "deadline": assignment.deadline,
+        "rule": service.RANKING_RULE,
+        "rule_zh": service.RANKING_RULE_ZH,
+        "entries": entries,
+    }
+
+
+@router.get("/eligibility", response_model=list[EligibilityRead])
+def read_eligibility(session: SessionDep, _instructor: RequireInstructor) -> list[EligibilityRow]:
+    """Exam eligibility per student: assignments passed / total; eligible at 80% or more (instructors only)."""
+    return service.eligibility(session)
+
+
+@router.get("/me/scores", response_model=list[MyScoreRead])
+def read_my_scores(session: SessionDep, user: CurrentUser) -> list[dict[str, Any]]:
+    """Your best score, passed flag, public-board rank and submission count for every assignment."""
+    return service.student_scores(session, user)

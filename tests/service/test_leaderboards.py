@@ -1,0 +1,339 @@
+"""Leaderboards: best per student, ties to the earlier submission, public/private boards and when
+students may see them, pseudonyms, top N, a student's own scores, and the same query on SQLite."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from grader.report import GradeReport
+from service.assignments.models import Assignment
+from service.config import Settings
+from service.db import create_db_engine, upgrade_db
+from service.leaderboards import service as boards
+from service.submissions import service as submissions
+from service.submissions.models import Submission
+from service.users.models import User
+from tests.service.factories import auth, create_assignment, create_instructor, create_user
+from tests.service.helpers import make_zip
+
+T0 = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)  # 10:00 in Beijing
+
+
+def submit(db: Session, settings: Settings, owner: User, assignment: Assignment, at: datetime) -> Submission:
+    """A queued submission uploaded at `at` (through the real upload path)."""
+    return submissions.create_submission(
+        db,
+        owner=owner,
+        assignment=assignment,
+        filename="hw.zip",
+        stream=io.BytesIO(make_zip({"activations.py": f"# {at.isoformat()} {owner.id}"})),
+        settings=settings,
+        now=at,
+    )
+
+
+def grade(
+    db: Session,
+    submission: Submission,
+    score: float,
+    *,
+    public: float | None = None,
+    private: float | None = None,
+    passed: bool | None = None,
+    error: str | None = None,
+) -> Submission:
+    """Claim and record a report: graded with `score` (and a public/private split if given), or an error."""
+    claim = submissions.claim(db, submission.id, lease_s=60, max_attempts=3, worker="test")
+    assert claim is not None
+    report: dict[str, Any] = {"status": "graded", "assignment": submission.assignment.slug, "score": score}
+    if error is not None:
+        report = {
+            **report,
+            "status": "error",
+            "score": 0.0,
+            "error": {"code": error, "message": "x", "message_zh": "x"},
+        }
+    else:
+        report["passed"] = score >= submission.assignment.pass_threshold if passed is None else passed
+        if public is not None:
+            report["metrics"] = {"accuracy": score, "public_accuracy": public, "private_accuracy": private}
+    assert submissions.record_report(db, submission.id, claim.attempt, GradeReport.model_validate(report))
+    return submission
+
+
+def graded(
+    db: Session,
+    settings: Settings,
+    owner: User,
+    assignment: Assignment,
+    score: float,
+    minutes: int,
+    **kw: Any,
+) -> Submission:
+    return grade(db, submit(db, settings, owner, assignment, T0 + timedelta(minutes=minutes)), score, **kw)
+
+
+def board(client: TestClient, token: str, slug: str = "activations", **params: Any) -> Any:
+    resp = client.get(f"/api/v1/assignments/{slug}/leaderboard", params=params, headers=auth(token))
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+@pytest.fixture
+def course(db: Session, settings: Settings) -> dict[str, Any]:
+    """activations (no split): A's best is a 0.9 at minute 3 (a later 0.9 and an earlier 0.8 lose),
+    B has 0.9 at minute 1, C 0.95; D only errored, E is still queued, the instructor scored 1.0."""
+    a = create_assignment(db, "activations", daily_limit=100)
+    (sa, ta), (sb, tb), (sc, tc), (sd, _), (se, _) = (create_user(db) for _ in range(5))
+    teacher, tt = create_instructor(db)
+    subs = {
+        "a0": graded(db, settings, sa, a, 0.8, 0),
+        "a3": graded(db, settings, sa, a, 0.9, 3),
+        "a4": graded(db, settings, sa, a, 0.9, 4),
+        "b1": graded(db, settings, sb, a, 0.9, 1),
+        "c2": graded(db, settings, sc, a, 0.95, 2),
+        "d5": graded(db, settings, sd, a, 0.0, 5, error="crashed"),
+        "e6": submit(db, settings, se, a, T0 + timedelta(minutes=6)),
+        "t7": graded(db, settings, teacher, a, 1.0, 7),
+    }
+    db.commit()
+    return {
+        "assignment": a,
+        "users": (sa, sb, sc, sd, se),
+        "tokens": (ta, tb, tc),
+        "teacher": tt,
+        "subs": subs,
+    }
+
+
+def test_best_submission_per_student_and_ties_go_to_the_earlier(
+    client: TestClient, course: dict[str, Any]
+) -> None:
+    sa, sb, sc, *_ = course["users"]
+    subs = course["subs"]
+    body = board(client, course["teacher"], board="public")
+    entries = body["entries"]
+    assert [(e["rank"], e["student_number"], e["score"]) for e in entries] == [
+        (1, sc.student_number, 0.95),
+        (2, sb.student_number, 0.9),  # 0.9 at minute 1 beats A's 0.9 at minute 3
+        (3, sa.student_number, 0.9),
+    ]
+    # A's best is the earlier of two equal 0.9s; errored, queued and instructor submissions are absent.
+    assert [e["submission_id"] for e in entries] == [subs["c2"].id, subs["b1"].id, subs["a3"].id]
+    assert entries[2]["submitted_at"].startswith("2026-03-02T02:03:00")
+    assert (
+        body["rule"].startswith("Each student's best graded submission")
+        and "提交较早者在前" in body["rule_zh"]
+    )
+    # No split: both boards rank the whole score the same way.
+    private = board(client, course["teacher"], board="private")["entries"]
+    assert [e["submission_id"] for e in private] == [e["submission_id"] for e in entries]
+
+
+def test_ranking_rule_is_in_the_api_docs(client: TestClient) -> None:
+    op = client.get("/openapi.json").json()["paths"]["/api/v1/assignments/{slug}/leaderboard"]["get"]
+    assert "equal scores go to the earlier submission" in " ".join(op["description"].split())
+
+
+def test_limit_gives_the_top_n(client: TestClient, course: dict[str, Any]) -> None:
+    top = board(client, course["teacher"], limit=2)["entries"]
+    assert [e["rank"] for e in top] == [1, 2]
+    resp = client.get("/api/v1/assignments/activations/leaderboard?limit=0", headers=auth(course["teacher"]))
+    assert resp.status_code == 422
+    assert (
+        client.get("/api/v1/assignments/nope/leaderboard", headers=auth(course["teacher"])).status_code == 404
+    )
+
+
+def test_top_three_of_many(client: TestClient, db: Session, settings: Settings) -> None:
+    a = create_assignment(db, "activations")
+    _, teacher = create_instructor(db)
+    for i, score in enumerate([0.5, 0.7, 0.9, 0.6, 0.8]):
+        graded(db, settings, create_user(db)[0], a, score, i)
+    db.commit()
+    assert [e["score"] for e in board(client, teacher, limit=3)["entries"]] == [0.9, 0.8, 0.7]
+
+
+@pytest.fixture
+def split(db: Session, settings: Settings) -> dict[str, Any]:
+    """phone-price with a public/private split where the two boards disagree, both on who leads and
+    on which of Y's submissions is Y's best."""
+    a = create_assignment(db, "phone-price", daily_limit=100)
+    (x, tx), (y, ty) = create_user(db), create_user(db)
+    _, teacher = create_instructor(db)
+    subs = {
+        "x": graded(db, settings, x, a, 0.875, 0, public=0.95, private=0.80),
+        "y1": graded(db, settings, y, a, 0.91, 1, public=0.90, private=0.92),
+        "y2": graded(db, settings, y, a, 0.89, 2, public=0.93, private=0.85),
+    }
+    db.commit()
+    return {"assignment": a, "x": (x, tx), "y": (y, ty), "teacher": teacher, "subs": subs}
+
+
+def test_public_and_private_boards_rank_differently(client: TestClient, split: dict[str, Any]) -> None:
+    (x, _), (y, _), subs = split["x"], split["y"], split["subs"]
+    public = board(client, split["teacher"], "phone-price", board="public")["entries"]
+    private = board(client, split["teacher"], "phone-price", board="private")["entries"]
+    assert [(e["student_number"], e["submission_id"], e["score"]) for e in public] == [
+        (x.student_number, subs["x"].id, 0.95),
+        (y.student_number, subs["y2"].id, 0.93),
+    ]
+    assert [(e["student_number"], e["submission_id"], e["score"]) for e in private] == [
+        (y.student_number, subs["y1"].id, 0.92),
+        (x.student_number, subs["x"].id, 0.80),
+    ]
+    assert public[0]["public_score"] == 0.95 and public[0]["private_score"] == 0.80  # instructors see both
+
+
+def test_private_board_opens_to_students_after_the_deadline(
+    client: TestClient, db: Session, split: dict[str, Any], settings: Settings
+) -> None:
+    a: Assignment = split["assignment"]
+    _, student = split["x"]
+    url = "/api/v1/assignments/phone-price/leaderboard"
+
+    # No deadline: the private board stays hidden from students; the public one is open.
+    resp = client.get(url, params={"board": "private"}, headers=auth(student))
+    assert resp.status_code == 403 and resp.json()["error"] == "board_hidden"
+    assert "no deadline" in resp.json()["detail"] and resp.json()["detail_zh"]
+    body = board(client, student, "phone-price")
+    assert body["board"] == "public" and body["final"] is False
+    assert all(e["private_score"] is None for e in body["entries"])  # nothing of the private part leaks
+
+    a.deadline = datetime.now(UTC) + timedelta(days=1)
+    db.commit()
+    resp = client.get(url, params={"board": "private"}, headers=auth(student))
+    assert resp.status_code == 403
+    local = a.deadline.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M")
+    assert local in resp.json()["detail"] and local in resp.json()["detail_zh"]
+    assert (
+        board(client, split["teacher"], "phone-price", board="private")["final"] is False
+    )  # instructors: always
+
+    a.deadline = datetime.now(UTC) - timedelta(minutes=1)
+    db.commit()
+    body = board(client, student, "phone-price")  # the default is now the final ranking
+    assert body["board"] == "private" and body["final"] is True
+    assert [e["score"] for e in body["entries"]] == [0.92, 0.80]
+    assert body["entries"][1]["private_score"] == 0.80
+
+
+def test_board_visible_rules(db: Session) -> None:
+    a = create_assignment(db, "mnist")
+    student, _ = create_user(db)
+    teacher, _ = create_instructor(db)
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    assert boards.board_visible(a, "public", student, now)
+    assert not boards.board_visible(a, "private", student, now)  # no deadline
+    assert boards.board_visible(a, "private", teacher, now)
+    a.deadline = now
+    assert boards.board_visible(a, "private", student, now)  # at the deadline it opens
+    assert not boards.board_visible(a, "private", student, now - timedelta(seconds=1))
+    with pytest.raises(boards.BoardHidden):
+        boards.leaderboard(db, a, board="private", limit=None, viewer=student, now=now - timedelta(seconds=1))
+
+
+def test_students_see_pseudonyms_of_others_and_instructors_real_names(
+    client: TestClient, course: dict[str, Any], settings: Settings
+) -> None:
+    sa, sb, sc, *_ = course["users"]
+    ta, _, _ = course["tokens"]
+    seen = board(client, ta)["entries"]
+    by_rank = {e["rank"]: e for e in seen}
+    assert by_rank[3]["display_name"] == sa.display_name and by_rank[3]["is_you"] is True
+    for rank, other in ((1, sc), (2, sb)):
+        name = by_rank[rank]["display_name"]
+        assert other.display_name not in name and name.startswith("匿名同学 ") and "/ Student " in name
+        assert by_rank[rank]["is_you"] is False
+    assert all(e["student_number"] is None for e in seen)
+    # Stable: the same pseudonym on every request and on both boards (after the deadline).
+    assert board(client, ta)["entries"][0]["display_name"] == by_rank[1]["display_name"]
+    assert by_rank[1]["display_name"] == boards.pseudonym(sc.id, settings.secret_key.get_secret_value())
+    assert boards.pseudonym(sc.id, "another key") != boards.pseudonym(sc.id, "key")
+    assert boards.pseudonym(sc.id, "key") != boards.pseudonym(sb.id, "key")
+
+    teacher = board(client, course["teacher"])["entries"]
+    assert [e["display_name"] for e in teacher] == [sc.display_name, sb.display_name, sa.display_name]
+    assert [e["student_number"] for e in teacher] == [sc.student_number, sb.student_number, sa.student_number]
+
+
+def test_pseudonyms_can_be_turned_off(client: TestClient, course: dict[str, Any], settings: Settings) -> None:
+    settings.pseudonyms = False
+    sa, sb, sc, *_ = course["users"]
+    entries = board(client, course["tokens"][0])["entries"]
+    assert [e["display_name"] for e in entries] == [sc.display_name, sb.display_name, sa.display_name]
+    assert all(e["student_number"] is None for e in entries)
+
+
+def test_me_scores(client: TestClient, db: Session, course: dict[str, Any]) -> None:
+    create_assignment(db, "backprop")
+    db.commit()
+    ta, tb, _ = course["tokens"]
+    mine = {s["assignment"]: s for s in client.get("/api/v1/me/scores", headers=auth(ta)).json()}
+    assert mine["activations"] == {
+        "assignment": "activations",
+        "title": course["assignment"].title,
+        "title_zh": course["assignment"].title_zh,
+        "deadline": None,
+        "best_score": 0.9,
+        "passed": False,
+        "public_rank": 3,
+        "submissions": 3,
+    }
+    assert mine["backprop"]["best_score"] is None and mine["backprop"]["public_rank"] is None
+    assert mine["backprop"]["submissions"] == 0 and mine["backprop"]["passed"] is False
+    assert client.get("/api/v1/me/scores", headers=auth(tb)).json()[0]["public_rank"] == 2
+    # The student whose only submission errored has a count but no score and no rank.
+    _, _, _, sd, _ = course["users"]
+    row = boards.student_scores(db, sd)[0]
+    assert row["submissions"] == 1 and row["best_score"] is None and row["public_rank"] is None
+
+
+def test_assignment_stats(db: Session, course: dict[str, Any]) -> None:
+    stats = boards.assignment_stats(db, course["assignment"])
+    # Students only: A 3, B 1, C 1, D 1 (error), E 1 (queued); the instructor's upload is left out.
+    assert (stats.submissions, stats.students, stats.graded, stats.errors) == (7, 5, 5, 1)
+    assert stats.passed_students == 0 and stats.scores == [0.95, 0.9, 0.9]
+
+
+def test_the_leaderboard_query_on_sqlite(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'lb.sqlite3'}"
+    upgrade_db(url)
+    engine = create_db_engine(url)
+    settings = Settings(env="test", home=tmp_path / "home", database_url=url)
+    try:
+        with Session(engine) as db:
+            a = create_assignment(db, "phone-price", daily_limit=100)
+            (x, _), (y, _), (z, _) = create_user(db), create_user(db), create_user(db)
+            teacher, _ = create_instructor(db)
+            sx = graded(db, settings, x, a, 0.875, 0, public=0.95, private=0.80)
+            y1 = graded(db, settings, y, a, 0.91, 1, public=0.90, private=0.92)
+            y2 = graded(db, settings, y, a, 0.89, 2, public=0.93, private=0.85)
+            z3 = graded(db, settings, z, a, 0.875, 3, public=0.95, private=0.80)  # ties with x, later
+            graded(db, settings, z, a, 0.0, 4, error="crashed")
+            db.commit()
+
+            public = boards.leaderboard(db, a, board="public", limit=None, viewer=teacher, settings=settings)
+            assert [(r.rank, r.submission_id) for r in public] == [(1, sx.id), (2, z3.id), (3, y2.id)]
+            assert public[0].submitted_at == T0 and public[0].submitted_at.tzinfo is not None
+            private = boards.leaderboard(db, a, board="private", limit=2, viewer=teacher, settings=settings)
+            assert [(r.rank, r.submission_id) for r in private] == [(1, y1.id), (2, sx.id)]
+            assert [r["public_rank"] for r in boards.student_scores(db, y)] == [3]
+
+            plan = db.execute(
+                text(
+                    "EXPLAIN QUERY PLAN SELECT owner_id FROM result WHERE assignment_id = 1 "
+                    "ORDER BY owner_id, public_score DESC, submitted_at, submission_id"
+                )
+            ).all()
+            assert any("ix_result_public_board" in str(step) for step in plan), plan
+    finally:
+        engine.dispose()
