@@ -72,6 +72,7 @@ def count_today(
     """`owner`'s submissions to `assignment` since midnight in the course timezone, leaving out those
     whose grading failed because of the platform (pending ones count)."""
     since = day_start(now or utcnow(), settings)
+    until = since + timedelta(days=1)
     stmt = (
         select(func.count(Submission.id))
         .outerjoin(Result, Result.submission_id == Submission.id)
@@ -79,6 +80,7 @@ def count_today(
             Submission.owner_id == owner.id,
             Submission.assignment_id == assignment.id,
             Submission.created_at >= since,
+            Submission.created_at < until,
             or_(Result.error_code.is_(None), Result.error_code.not_in(PLATFORM_FAILURES)),
         )
     )
