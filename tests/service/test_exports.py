@@ -69,9 +69,15 @@ def test_scores_csv(client: TestClient, db: Session, settings: Settings) -> None
     }
     assert rows[1]["display_name"] == "李四" and rows[1]["best_score"] == "" and rows[1]["passed"] == "0"
     assert rows[1]["submissions"] == "1"
-    assert rows[2] == {**dict.fromkeys(rows[2], ""), "student_number": "2024003", "display_name": "王五"} | {
+    assert rows[2] == {
+        "student_number": "2024003",
+        "display_name": "王五",
+        "best_score": "",
         "passed": "0",
         "submissions": "0",
+        "best_submission_id": "",
+        "best_submitted_at": "",
+        "late": "",
     }
     assert (
         client.get("/api/v1/assignments/phone-price/scores.csv", headers=auth(student_token)).status_code
