@@ -124,12 +124,15 @@ WebInstructor = Annotated[User, Depends(web_instructor)]
 
 
 def _same_origin(request: Request) -> bool:
-    """A form POST from our own pages (browsers send Origin on POST); absent Origin is allowed."""
+    """A form POST from our own pages: browsers send Origin on POST; it must name this host (as the
+    client or a reverse proxy in front of us sees it). No Origin at all (old clients, curl) is allowed."""
     origin = request.headers.get("origin")
-    if origin is None or origin == "null":
-        return origin is None
-    host = request.headers.get("host", "")
-    return origin.split("://", 1)[-1] == host
+    if origin is None:
+        return True
+    netloc = origin.split("://", 1)[-1].rstrip("/")
+    hosts = {request.headers.get("host", "")}
+    hosts.update(h.strip() for h in request.headers.get("x-forwarded-host", "").split(",") if h.strip())
+    return netloc in hosts
 
 
 @router.get("/", response_class=HTMLResponse)

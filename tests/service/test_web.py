@@ -209,6 +209,23 @@ def test_login_refuses_a_cross_site_post(client: TestClient, course: dict[str, A
     assert response.status_code == 401 and "set-cookie" not in response.headers
 
 
+def test_login_behind_a_reverse_proxy(client: TestClient, course: dict[str, Any]) -> None:
+    response = client.post(
+        "/ui/login",
+        data={"token": course["token"]},
+        headers={"Origin": "https://grade.example.edu", "X-Forwarded-Host": "grade.example.edu"},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303 and "set-cookie" in response.headers
+    same = client.post(
+        "/ui/login",
+        data={"token": course["token"]},
+        headers={"Origin": "http://testserver"},
+        follow_redirects=False,
+    )
+    assert same.status_code == 303
+
+
 def test_next_cannot_leave_the_site(client: TestClient, course: dict[str, Any]) -> None:
     for target in ("https://evil.example/", "//evil.example/ui/", "/docs", "/ui/\\\\evil"):
         response = client.post(
