@@ -285,6 +285,28 @@ def _kill_uid(uid: int) -> int:
     return killed
 
 
+def leaked_processes() -> list[int]:
+    """PIDs running as the uid of a slot that no evaluation holds: whatever outlived its evaluation.
+    Slots in use by a concurrent evaluation (another worker, another test run) are skipped."""
+    lock_dir = Path(tempfile.gettempdir()) / "hwgrade-uid-slots"
+    leaked = []
+    for slot in range(UID_SLOTS):
+        pids = processes_of_uid(UID_BASE + slot)
+        if not pids:
+            continue
+        fd = os.open(lock_dir / f"{slot}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # an evaluation is running in this slot right now
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+        leaked += pids
+    return leaked
+
+
 def processes_of_uid(uid: int) -> list[int]:
     """PIDs whose real uid is `uid` (for tests: proves nothing leaks out of an evaluation)."""
     pids = []
