@@ -30,6 +30,7 @@ router = APIRouter(prefix="/api/v1", tags=["submissions"])
     status_code=status.HTTP_202_ACCEPTED,
     responses={
         400: {"description": "empty file or no `file` field"},
+        403: {"description": "`deadline_passed`: the assignment refuses uploads after its deadline"},
         411: {"description": "no Content-Length"},
         413: {"description": "larger than the upload limit"},
         415: {"description": "not a zip (rar, 7z, tar.gz... must be re-packed as .zip)"},
