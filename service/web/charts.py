@@ -31,10 +31,11 @@ def _num(x: float) -> str:
     return f"{x:.1f}".rstrip("0").rstrip(".")
 
 
-def _svg(width: int, height: int, body: list[str], label: str) -> Markup:
+def _svg(width: int, height: int, body: list[str], label: str, max_width: int | None = None) -> Markup:
+    # A small viewBox drawn larger on wide screens keeps the text readable on a phone as well.
     head = (
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="100%" '
-        f'style="max-width:{width}px;height:auto" role="img" aria-label="{_t(label)}" {FONT}>'
+        f'style="max-width:{max_width or width}px;height:auto" role="img" aria-label="{_t(label)}" {FONT}>'
         f"<title>{_t(label)}</title>"
     )
     return Markup(head + "".join(body) + "</svg>")
@@ -45,8 +46,8 @@ def histogram(
     pass_line: float,
     *,
     bins: int = 10,
-    width: int = 640,
-    height: int = 260,
+    width: int = 440,
+    height: int = 230,
     label: str = "Score histogram 分数分布",
 ) -> Markup:
     """Counts of scores in [0, 1] in `bins` equal bins, bars green at or above the pass line, and the line."""
@@ -107,7 +108,7 @@ def histogram(
         f'<text x="{_num(px + dx)}" y="14" font-size="12" text-anchor="{anchor}" fill="{PASS_COLOR}" '
         f'font-weight="600">pass 及格线 {pass_line:.4g}</text>'
     )
-    return _svg(width, height, body, label)
+    return _svg(width, height, body, label, max_width=660)
 
 
 def _is_matrix(cm: object) -> bool:
@@ -191,7 +192,7 @@ def score_timeline(
     series: Mapping[str, Sequence[Point]],
     *,
     pass_lines: Mapping[str, float] | None = None,
-    width: int = 640,
+    width: int = 440,
     height: int = 220,
     label: str = "Score over time 分数变化",
 ) -> Markup:
@@ -215,7 +216,7 @@ def score_timeline(
         y = top + plot_h * (1 - v)
         body.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{_num(y)}" y2="{_num(y)}" stroke="{GRID}"/>')
         body.append(
-            f'<text x="{left - 6}" y="{_num(y + 4)}" font-size="11" text-anchor="end" fill="{AXIS}">{v:g}</text>'
+            f'<text x="{left - 6}" y="{_num(y + 4)}" font-size="12" text-anchor="end" fill="{AXIS}">{v:g}</text>'
         )
     legend_x = left
     for n, (name, ps) in enumerate(series.items()):
@@ -241,20 +242,20 @@ def score_timeline(
             )
         body.append(f'<rect x="{legend_x}" y="{height - 16}" width="10" height="10" fill="{color}"/>')
         body.append(
-            f'<text x="{legend_x + 14}" y="{height - 7}" font-size="11" fill="#1f2933">{_t(name)}</text>'
+            f'<text x="{legend_x + 14}" y="{height - 7}" font-size="12" fill="#1f2933">{_t(name)}</text>'
         )
-        legend_x += 24 + 7 * len(name)
+        legend_x += 24 + 8 * len(name)
     body.append(
         f'<line x1="{left}" x2="{left + plot_w}" y1="{top + plot_h}" y2="{top + plot_h}" stroke="{AXIS}"/>'
     )
     first = min(p.at for p in points)
     last = max(p.at for p in points)
     body.append(
-        f'<text x="{left}" y="{top + plot_h + 15}" font-size="11" fill="{AXIS}">{_t(first.strftime("%m-%d %H:%M"))}</text>'
+        f'<text x="{left}" y="{top + plot_h + 15}" font-size="12" fill="{AXIS}">{_t(first.strftime("%m-%d %H:%M"))}</text>'
     )
     if t1 > t0:
         body.append(
-            f'<text x="{left + plot_w}" y="{top + plot_h + 15}" font-size="11" text-anchor="end" '
+            f'<text x="{left + plot_w}" y="{top + plot_h + 15}" font-size="12" text-anchor="end" '
             f'fill="{AXIS}">{_t(last.strftime("%m-%d %H:%M"))}</text>'
         )
-    return _svg(width, height, body, label)
+    return _svg(width, height, body, label, max_width=660)

@@ -514,3 +514,22 @@ def test_student_controlled_text_is_escaped(
     assert "&lt;img src=x onerror=alert(1)&gt;" in report
     # Mallory tops the board: the podium and the board escape the name too.
     assert "Mallory &lt;script&gt;" in pages[1]
+
+
+# --- charts --------------------------------------------------------------------------------------
+
+
+def test_charts_draw_counts_and_survive_odd_input() -> None:
+    from service.web import charts
+
+    svg = str(charts.histogram([0.0, 0.05, 0.95, 1.0, 1.0, float("nan")], 0.9))
+    assert svg.startswith("<svg") and svg.endswith("</svg>") and "n=5" in svg
+    assert svg.count("<rect") == 2  # the 0.0-0.1 bin (2) and the 0.9-1.0 bin (3)
+    assert ">2</text>" in svg and ">3</text>" in svg
+    assert "pass 及格线 0.9" in str(charts.histogram([], 0.9))
+    for bad in (None, [], [[1, 2]], [[1, "x"], [0, 1]], {"a": 1}):
+        assert str(charts.confusion_matrix(bad)) == ""
+    assert str(charts.score_timeline({})) == ""
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+    one = str(charts.score_timeline({"<b>x</b>": [charts.Point(at=at, score=0.5, passed=False)]}))
+    assert "<circle" in one and "<polyline" not in one and "&lt;b&gt;x&lt;/b&gt;" in one
