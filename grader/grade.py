@@ -143,8 +143,15 @@ def grade(
             report_kw["discovery"] = {"plan": prepared.job["plan"]}
 
         limits = limits_for(spec, device)
+        key = prepared.inputs_cache_key
         run = sandbox.run_job(
-            unpacked.root, prepared.job, prepared.inputs, limits, device=device, work_root=work_root
+            unpacked.root,
+            prepared.job,
+            {} if key else prepared.inputs,
+            limits,
+            device=device,
+            work_root=work_root,
+            cache_inputs={name: (key, arr) for name, arr in prepared.inputs.items()} if key else None,
         )
         timings["sandbox_s"] = run.wall_s
         report_kw["sandbox"] = sandbox.describe(run.kind)

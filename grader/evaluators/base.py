@@ -24,6 +24,9 @@ class Prepared:
     # Trusted-side state kept for scoring (labels, reference outputs); never sent to the sandbox.
     state: Any = None
     dataset: DatasetInfo | None = None
+    # Set when `inputs` are the same for every submission (a hidden test set): the sandbox then
+    # writes them once under this key and shares them read-only instead of per run.
+    inputs_cache_key: str | None = None
 
 
 @dataclass

@@ -128,7 +128,8 @@ class ModelEvaluator:
             "plan": plan,
             "columns": hidden.columns,
             "n_classes": N_CLASSES[spec.kind],
-            "batch_size": 1000,
+            # One batch of up to ~32 MB of input: the whole MNIST test set at once, as a student would.
+            "batch_size": max(1, (32 << 20) // max(1, hidden.x[0].nbytes)),
             "preimport": ["pandas", "sklearn.preprocessing", "joblib"] if spec.kind == "phone-price" else [],
         }
         return Prepared(
@@ -136,6 +137,7 @@ class ModelEvaluator:
             inputs={"x": hidden.x},
             state={"y": hidden.y, "sha256": hidden.sha256, "plan": plan},
             dataset=DatasetInfo(name=hidden.name, sha256=hidden.sha256, n=int(len(hidden.y))),
+            inputs_cache_key=f"{spec.kind}-{hidden.sha256[:32]}",
         )
 
     def score(self, spec: AssignmentSpec, prepared: Prepared, output: HarnessOutput) -> Scored:

@@ -553,7 +553,9 @@ def _preprocess(
                 f"homework.toml names preprocess function {p['name']!r}, but {p['file']} has no such function.",
                 f"homework.toml 指定的预处理函数 {p['name']!r} 在 {p['file']} 中不存在。",
             )
-        x = _to_numpy(fn(x), f"preprocess function {p['name']}").astype(np.float32)
+        x = _to_numpy(fn(np.array(x, dtype=np.float32)), f"preprocess function {p['name']}").astype(
+            np.float32
+        )
         info["preprocess"] = f"{p['file']}:{p['name']}"
     return x
 
@@ -562,7 +564,8 @@ def _infer(model: nn.Module, x: np.ndarray, device: str, batch: int) -> np.ndarr
     outs = []
     with torch.no_grad():
         for i in range(0, len(x), batch):
-            xb = torch.from_numpy(np.ascontiguousarray(x[i : i + batch])).to(device)
+            # A copy per batch: the inputs may be a read-only memory map, and forward() may work in place.
+            xb = torch.from_numpy(np.array(x[i : i + batch], dtype=np.float32)).to(device)
             outs.append(_to_numpy(model(xb), "Your model"))
     if not outs:
         return np.zeros((0,), dtype=np.float32)

@@ -16,8 +16,8 @@ Killing C1 (the runner does, on timeout) kills C2 through PR_SET_PDEATHSIG, and 
 kernel kills everything left in the namespace. Standalone like the harness (stdlib, numpy, torch): the
 project's packages are never loaded into this process, so no child can find them in memory either.
 
-Protocol on the socket (fd 0): the runner sends one JSON line plus three fds (SCM_RIGHTS: stdout,
-stderr, result), the zygote answers {"pid": C1} and later {"status": wait status} or {"error": ...}.
+Protocol on the socket (fd 0): the runner sends one JSON line plus four fds (SCM_RIGHTS: stdout,
+stderr, result, done), the zygote answers {"pid": C1} and later {"status": wait status} or {"error": ...}.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from __future__ import annotations
 import array
 import base64
 import ctypes
+import fcntl
 import importlib.util
 import json
 import os
@@ -200,11 +201,13 @@ def _run_init(req: dict[str, Any], fds: list[int], root: str, harness_main: Any)
 def _run_evaluation(req: dict[str, Any], fds: list[int], harness_main: Any) -> None:
     """C3: the evaluation itself; never returns (the harness ends with os._exit)."""
     try:
-        out_w, err_w, result_fd = fds
+        # Move the received fds out of the way first, so no dup2 below overwrites one not yet placed.
+        out_w, err_w, result_fd, done_w = (fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for fd in fds)
         os.dup2(out_w, 1)
         os.dup2(err_w, 2)
         os.dup2(result_fd, int(req["out_fd"]))
-        keep = {0, 1, 2, int(req["out_fd"])}
+        os.dup2(done_w, int(req["done_fd"]))
+        keep = {0, 1, 2, int(req["out_fd"]), int(req["done_fd"])}
         for fd in range(3, 1024):
             if fd not in keep:
                 try:

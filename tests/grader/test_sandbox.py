@@ -246,9 +246,11 @@ def test_fork_bomb_is_contained(phone_zip: Callable[..., Path]) -> None:
         print('FORK-STOPPED', n, type(e).__name__)
     """
     report = run(phone_zip(top=code))
-    # The sleeping children use up the process limit, so torch cannot start its threads afterwards.
-    assert report.error is not None and report.error.code == ErrorCode.process_limit, report.error
-    assert "48" in report.error.message
+    # Capped at the process limit; the model still runs (one torch thread), or if it needed more
+    # threads than were left, the error says so.
+    if report.status == "error":
+        assert report.error is not None and report.error.code == ErrorCode.process_limit, report.error
+        assert "48" in report.error.message
     n = int(report.logs_tail.split("FORK-STOPPED ")[1].split()[0])
     assert n < SPEC.max_processes
 
@@ -483,3 +485,22 @@ def test_pool_survives_hung_and_crashed_children_and_restarts_when_killed(
         after = run(phone_zip(name="after.zip"))
         assert after.status == "graded", after.error
         assert pool.starts == starts + 1 and pool.pid != first_pid
+
+
+def test_process_limit_is_named_when_torch_cannot_start_its_threads(
+    phone_zip: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HWGRADE_SANDBOX_THREADS", "8")
+    code = """
+    import os, time
+    try:
+        while True:
+            if os.fork() == 0:
+                time.sleep(60)
+                os._exit(0)
+    except OSError:
+        pass
+    """
+    report = run(phone_zip(top=code))
+    assert report.error is not None and report.error.code == ErrorCode.process_limit, report.error
+    assert "48" in report.error.message and "num_workers=0" in report.error.message
