@@ -939,9 +939,10 @@ class Zygote:
                 if left <= 0:
                     timed_out = True
                     break
-                readable, _, _ = select.select([*open_fds, self.sock], [], [], left)
+                sock_fd = self.sock.fileno()
+                readable, _, _ = select.select([*open_fds, sock_fd], [], [], left)
                 for fd in readable:
-                    if fd is self.sock:
+                    if fd == sock_fd:
                         chunk = self.sock.recv(65536)
                         if not chunk:
                             raise ZygoteDied("the zygote closed its socket")
