@@ -7,14 +7,18 @@ BIN := $(VENV)/bin
 
 setup: $(VENV)/.installed
 
-# bubblewrap is the sandbox; without it grading falls back to a weaker mode (and says so).
+# Debian packages: bubblewrap is the sandbox (without it grading falls back to a weaker mode, and says
+# so); chromium, its driver and CJK fonts are for the browser test of the instructor pages.
+APT_PACKAGES := bubblewrap chromium chromium-driver fonts-noto-cjk
+
 $(VENV)/.installed: pyproject.toml
-	@if ! command -v bwrap >/dev/null 2>&1; then \
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "Installing bubblewrap (the grading sandbox)..."; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
+	    echo "Installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else \
-	    echo "WARNING: bubblewrap (bwrap) is not installed: run 'sudo apt-get install bubblewrap'."; \
+	    echo "WARNING: missing Debian packages:$$missing (sudo apt-get install$$missing)"; \
 	  fi; \
 	fi
 	$(PYTHON) -m venv $(VENV)

@@ -300,13 +300,19 @@ def _plan(zf: zipfile.ZipFile, zip_size: int, limits: IntakeLimits) -> list[_Ent
     return kept
 
 
+def entry_path(info: zipfile.ZipInfo) -> str:
+    """An entry's path as intake reads it: the name decoded (UTF-8 flag, Info-ZIP Unicode path, UTF-8 or
+    GBK bytes), backslashes as separators, NFC-normalised. Attachment names in reports are these paths."""
+    # Old Windows tools write backslashes; they are separators, and must not smuggle in a `..`.
+    return unicodedata.normalize("NFC", _decode_name(info).replace("\\", "/"))
+
+
 def _check_entry(info: zipfile.ZipInfo, limits: IntakeLimits) -> _Entry:
     name = _decode_name(info)
     shown = _show(name)
     if any(_is_control(ch) for ch in name):
         raise _unsafe(shown, "its name contains NUL or control characters", "文件名包含 NUL 或控制字符")
-    # Old Windows tools write backslashes; they are separators, and must not smuggle in a `..`.
-    path = unicodedata.normalize("NFC", name.replace("\\", "/"))
+    path = entry_path(info)
     if path.startswith("/"):
         raise _unsafe(shown, "it is an absolute path", "它是绝对路径")
     if re.match(r"[A-Za-z]:", path):

@@ -166,7 +166,7 @@ def serve(
             time.sleep(0.1)
         bound_port = server.servers[0].sockets[0].getsockname()[1]
         base_url = f"http://{host}:{bound_port}"
-        print(f"API at {base_url}  (docs: {base_url}/docs)", flush=True)
+        print(f"API at {base_url}  (docs: {base_url}/docs; instructor pages: {base_url}/ui/)", flush=True)
         print("Demo tokens (new on every start):")
         for number, token in tokens.items():
             print(f"  {number:<14} {token}")

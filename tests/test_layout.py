@@ -42,6 +42,7 @@ TOP_LEVEL = {
     "reference",
     "migrations",
     "tests",
+    "bench",
     # Tooling the style guide asks for, and git's own.
     "Makefile",
     ".gitignore",

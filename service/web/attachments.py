@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
-_UTF8_FLAG = 0x800
+from grader.intake import entry_path
+
 CHUNK = 256 * 1024
 
 # Served with their own type; anything else is application/octet-stream. No HTML or SVG: a student's
@@ -53,26 +54,13 @@ def content_disposition(name: str, *, inline: bool = False) -> str:
     return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{quote(base, safe='')}"
 
 
-def entry_name(info: zipfile.ZipInfo) -> str:
-    """An entry's name as the grader's intake decodes it (UTF-8 flag, else UTF-8 or GB18030 bytes)."""
-    if info.flag_bits & _UTF8_FLAG:
-        return info.orig_filename
-    raw = info.orig_filename.encode("cp437")
-    for encoding in ("utf-8", "gb18030"):
-        try:
-            return raw.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    return info.orig_filename
-
-
 def find_entry(zf: zipfile.ZipFile, name: str) -> zipfile.ZipInfo | None:
     """The entry for attachment `name`, which the intake reported relative to a single top folder, if any."""
     depth = name.count("/")
     for info in zf.infolist():
         if info.is_dir():
             continue
-        decoded = entry_name(info).replace("\\", "/").lstrip("/")
+        decoded = entry_path(info).lstrip("/")
         if decoded == name:
             return info
         top, _, rest = decoded.partition("/")
