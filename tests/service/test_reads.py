@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
@@ -99,3 +100,31 @@ def test_malformed_json_body_is_422_in_the_error_shape(client: TestClient, db: S
     )
     assert resp.status_code == 422
     assert resp.json()["error"] == "invalid_request" and "daily_limit" in resp.json()["detail"]
+
+
+def test_handout_is_the_training_file_never_the_hidden_rows(
+    client: TestClient, db: Session, settings: Settings, tmp_path: Path
+) -> None:
+    import csv
+
+    create_assignment(db, "phone-price")
+    create_assignment(db, "mnist")
+    _, token = create_user(db)
+    db.commit()
+    embedded = client.get("/api/v1/assignments/phone-price/handout", headers=auth(token))
+    assert embedded.status_code == 200 and embedded.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(embedded.text)))
+    assert len(rows) == 1600 and "price_range" in rows[0] and "ram" in rows[0]
+    # With a data dir, the imported course handout is served (and hidden.csv next to it is not).
+    (tmp_path / "phone-price").mkdir()
+    (tmp_path / "phone-price" / "handout.csv").write_text("battery_power,price_range\n1000,2\n")
+    (tmp_path / "phone-price" / "hidden.csv").write_text("SECRET")
+    client.app.state.settings = settings.model_copy(update={"data_dir": tmp_path})
+    try:
+        served = client.get("/api/v1/assignments/phone-price/handout", headers=auth(token))
+    finally:
+        client.app.state.settings = settings
+    assert served.text == "battery_power,price_range\n1000,2\n"
+    missing = client.get("/api/v1/assignments/mnist/handout", headers=auth(token))
+    assert missing.status_code == 404 and missing.json()["detail_zh"]
+    assert client.get("/api/v1/assignments/phone-price/handout").status_code == 401
