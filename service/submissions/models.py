@@ -28,6 +28,8 @@ class Submission(Base):
     __tablename__ = "submission"
     __table_args__ = (
         Index("ix_submission_owner_assignment_created", "owner_id", "assignment_id", "created_at"),
+        # A student's list, newest first (GET /me/submissions pages by id).
+        Index("ix_submission_owner_id", "owner_id", "id"),
         Index("ix_submission_assignment_created", "assignment_id", "created_at"),
         Index("ix_submission_status_lease", "status", "lease_expires_at"),
     )

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Request, Response, UploadFile, status
+from fastapi import APIRouter, File, Query, Request, Response, UploadFile, status
+from sqlalchemy import Row
 
 from service.assignments import service as assignments_service
 from service.db import after_commit, unit_of_work
@@ -18,7 +19,7 @@ from service.deps import (
 from service.errors import ExpectedMultipart, MissingFile, NotFound
 from service.submissions import service
 from service.submissions.models import Submission
-from service.submissions.schemas import SubmissionRead
+from service.submissions.schemas import SubmissionRead, SubmissionSummary
 from service.worker import send_grade
 
 router = APIRouter(prefix="/api/v1", tags=["submissions"])
@@ -83,17 +84,32 @@ def read_submission(submission: CurrentSubmission) -> Submission:
     return submission
 
 
-@router.get("/me/submissions", response_model=list[SubmissionRead])
+@router.get("/me/submissions", response_model=list[SubmissionSummary])
 def list_my_submissions(
-    session: SessionDep, user: CurrentUser, assignment: str | None = None
-) -> list[Submission]:
-    """Your submissions (the latest 200), newest first; `?assignment=slug` for one assignment."""
-    if assignment is None:
-        return service.list_for_owner(session, user)
-    found = assignments_service.get_by_slug(session, assignment)
-    if found is None:
-        raise NotFound(f"No assignment {assignment!r}.", f"没有名为 {assignment} 的作业。")
-    return service.list_for_owner(session, user, found)
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    user: CurrentUser,
+    assignment: Annotated[str | None, Query(description="only this assignment (its slug)")] = None,
+    limit: Annotated[
+        int, Query(ge=1, le=service.PAGE_MAX, description="page size (default 50, at most 200)")
+    ] = service.PAGE_DEFAULT,
+    before_id: Annotated[
+        int | None, Query(ge=1, description="the next page: submissions with a smaller id than this")
+    ] = None,
+) -> list[Row[Any]]:
+    """Your submissions, newest first, one summary line each (the full report is at
+    GET /api/v1/submissions/{id}). A full page carries a `Link: <...>; rel="next"` header."""
+    found = None
+    if assignment is not None:
+        found = assignments_service.get_by_slug(session, assignment)
+        if found is None:
+            raise NotFound(f"No assignment {assignment!r}.", f"没有名为 {assignment} 的作业。")
+    rows = service.list_summaries_for_owner(session, user, found, limit=limit, before_id=before_id)
+    if len(rows) == limit:
+        following = request.url.include_query_params(before_id=rows[-1].id, limit=limit)
+        response.headers["Link"] = f'<{following.path}?{following.query}>; rel="next"'
+    return rows
 
 
 @router.get("/assignments/{slug}/submissions", response_model=list[SubmissionRead])

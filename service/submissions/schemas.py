@@ -46,3 +46,21 @@ class SubmissionRead(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     result: ResultRead | None
+
+
+class SubmissionSummary(BaseModel):
+    """One line of a submission list; the full report is at GET /api/v1/submissions/{id}."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    assignment: str
+    status: SubmissionStatus
+    late: bool
+    created_at: datetime
+    finished_at: datetime | None
+    # Null until a result exists.
+    score: float | None
+    passed: bool | None
+    # The result's error code (e.g. `timeout`); null when graded or not finished.
+    error_code: str | None

@@ -18,7 +18,7 @@ from datetime import datetime, time, timedelta
 from pathlib import PurePath
 from typing import Any, BinaryIO
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, Row, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from grader.intake import sniff_archive_kind
@@ -49,6 +49,43 @@ def list_for_owner(session: Session, owner: User, assignment: Assignment | None 
     if assignment is not None:
         stmt = stmt.where(Submission.assignment_id == assignment.id)
     return list(session.scalars(stmt.order_by(Submission.id.desc()).limit(200)))
+
+
+# GET /me/submissions pages: the default and the largest page.
+PAGE_DEFAULT, PAGE_MAX = 50, 200
+
+
+def list_summaries_for_owner(
+    session: Session,
+    owner: User,
+    assignment: Assignment | None = None,
+    *,
+    limit: int = PAGE_DEFAULT,
+    before_id: int | None = None,
+) -> list[Row[Any]]:
+    """One page of `owner`'s submissions, newest (highest id) first, starting below `before_id`:
+    only the columns of SubmissionSummary (no report JSON, no assignment spec)."""
+    stmt = (
+        select(
+            Submission.id,
+            Assignment.slug.label("assignment"),
+            Submission.status,
+            Submission.late,
+            Submission.created_at,
+            Submission.finished_at,
+            Result.score,
+            Result.passed,
+            Result.error_code,
+        )
+        .join(Assignment, Assignment.id == Submission.assignment_id)
+        .outerjoin(Result, Result.submission_id == Submission.id)
+        .where(Submission.owner_id == owner.id)
+    )
+    if assignment is not None:
+        stmt = stmt.where(Submission.assignment_id == assignment.id)
+    if before_id is not None:
+        stmt = stmt.where(Submission.id < before_id)
+    return list(session.execute(stmt.order_by(Submission.id.desc()).limit(limit)))
 
 
 def list_for_assignment(session: Session, assignment: Assignment, limit: int = 500) -> list[Submission]:

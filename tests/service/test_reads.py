@@ -58,7 +58,20 @@ def test_graded_submission_shows_its_result(client: TestClient, db: Session, set
     assert result["metrics"]["checks_total"] == 2 and result["sandbox"] == "bwrap"
 
     mine = client.get("/api/v1/me/submissions", headers=auth(token)).json()
-    assert [s["id"] for s in mine] == [sub.id]
+    # One summary line per submission; the report (checks, logs, metrics) stays at /submissions/{id}.
+    assert mine == [
+        {
+            "id": sub.id,
+            "assignment": "activations",
+            "status": "graded",
+            "late": False,
+            "created_at": body["created_at"],
+            "finished_at": body["finished_at"],
+            "score": 0.5,
+            "passed": False,
+            "error_code": None,
+        }
+    ]
     filtered = client.get("/api/v1/me/submissions?assignment=activations", headers=auth(token)).json()
     assert [s["id"] for s in filtered] == [sub.id]
     assert client.get("/api/v1/me/submissions?assignment=nope", headers=auth(token)).status_code == 404
@@ -128,3 +141,54 @@ def test_handout_is_the_training_file_never_the_hidden_rows(
     missing = client.get("/api/v1/assignments/mnist/handout", headers=auth(token))
     assert missing.status_code == 404 and missing.json()["detail_zh"]
     assert client.get("/api/v1/assignments/phone-price/handout").status_code == 401
+
+
+def test_my_submissions_are_paged_newest_first(client: TestClient, db: Session, settings: Settings) -> None:
+    activations = create_assignment(db, daily_limit=100)
+    backprop = create_assignment(db, "backprop", daily_limit=100)
+    owner, token = create_user(db)
+    other, _ = create_user(db)
+    ids = []
+    for n in range(7):
+        sub = service.create_submission(
+            db,
+            owner=owner,
+            assignment=activations if n % 2 == 0 else backprop,
+            filename="hw.zip",
+            stream=io.BytesIO(make_zip({"activations.py": f"# {n}"})),
+            settings=settings,
+        )
+        ids.append(sub.id)
+    service.create_submission(
+        db,
+        owner=other,
+        assignment=activations,
+        filename="hw.zip",
+        stream=io.BytesIO(make_zip({"activations.py": "# someone else"})),
+        settings=settings,
+    )
+    db.commit()
+    newest_first = ids[::-1]
+
+    def page(**params: object) -> tuple[list[int], str | None]:
+        resp = client.get("/api/v1/me/submissions", params=params, headers=auth(token))
+        assert resp.status_code == 200, resp.text
+        return [s["id"] for s in resp.json()], resp.headers.get("link")
+
+    assert page() == (newest_first, None)  # fewer than the default 50: no next page
+    first, link = page(limit=3)
+    assert first == newest_first[:3]
+    assert link == f'</api/v1/me/submissions?before_id={first[-1]}&limit=3>; rel="next"'
+    second, link = page(limit=3, before_id=first[-1])
+    assert second == newest_first[3:6] and link is not None
+    assert page(limit=3, before_id=second[-1]) == (newest_first[6:], None)
+    # Filtered by assignment, the next link keeps the filter.
+    mine_b = [i for i in newest_first if i in ids[1::2]]
+    got, link = page(assignment="backprop", limit=2)
+    assert got == mine_b[:2] and link is not None and "assignment=backprop" in link
+    queued = client.get("/api/v1/me/submissions", params={"limit": 1}, headers=auth(token)).json()[0]
+    assert queued["status"] == "queued" and queued["score"] is None and queued["passed"] is None
+    for bad in ({"limit": 0}, {"limit": 201}, {"before_id": 0}):
+        resp = client.get("/api/v1/me/submissions", params=bad, headers=auth(token))
+        assert resp.status_code == 422 and resp.json()["error"] == "invalid_request"
+    assert page(limit=200)[0] == newest_first
