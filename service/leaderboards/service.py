@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Subquery, case, distinct, func, select
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy import ColumnElement, Subquery, and_, case, distinct, func, or_, select
+from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
 from service.assignments.models import Assignment
 from service.config import Settings, get_settings
@@ -152,7 +152,7 @@ def _board_column(board: Board) -> InstrumentedAttribute[float | None]:
     return Result.public_score if board == "public" else Result.private_score
 
 
-def _ranked(board: Board, assignment_id: int | None = None, owner_id: int | None = None) -> Subquery:
+def _ranked(board: Board, assignment_id: int | None = None) -> Subquery:
     """Rank per assignment: (assignment_id, owner_id, submission_id, submitted_at, score, rank).
 
     The inner window picks each student's best submission (the board's score, then the earliest);
@@ -195,10 +195,7 @@ def _ranked(board: Board, assignment_id: int | None = None, owner_id: int | None
     ranked_q = select(
         best.c.assignment_id, best.c.owner_id, best.c.submission_id, best.c.submitted_at, best.c.score, rank
     ).where(best.c.nth == 1)
-    ranked = ranked_q.subquery("ranked")
-    if owner_id is None:
-        return ranked
-    return select(ranked).where(ranked.c.owner_id == owner_id).subquery("mine")
+    return ranked_q.subquery("ranked")
 
 
 def leaderboard(
@@ -392,15 +389,69 @@ def gradebook_rows(session: Session) -> tuple[list[str], list[dict[str, Any]]]:
     return slugs, rows
 
 
+def _public_ranks(session: Session, user: User) -> dict[int, int]:
+    """assignment_id -> `user`'s rank on the public board, for the assignments where they rank.
+
+    The same order as `_ranked`, without ranking everyone: the viewer's best result per assignment
+    (a window over their own few rows), then 1 + the number of other students with a result that
+    ranks ahead of it. A student ranks ahead exactly when some result of theirs does, because their
+    best one is at least as far ahead. Each EXISTS probes `ix_result_public_board` at (assignment,
+    student) from the viewer's score upwards, so the cost follows the rows ahead, not the board.
+    """
+    if user.role != Role.student:
+        return {}
+    nth = (
+        func.row_number()
+        .over(
+            partition_by=Result.assignment_id,
+            order_by=(Result.public_score.desc(), Result.submitted_at.asc(), Result.submission_id.asc()),
+        )
+        .label("nth")
+    )
+    # From assignment: one index probe per (assignment, viewer), the leading columns of the index.
+    mine_q = (
+        select(Result.assignment_id, Result.public_score, Result.submitted_at, Result.submission_id, nth)
+        .select_from(Assignment)
+        .join(Result, and_(Result.assignment_id == Assignment.id, Result.owner_id == user.id))
+        .where(Result.public_score.is_not(None))
+    )
+    mine = mine_q.subquery("mine")
+    other = aliased(Result, name="other")
+    ahead = (
+        select(other.id)
+        .where(
+            other.assignment_id == mine.c.assignment_id,
+            other.owner_id == User.id,
+            # The index range; the OR below then keeps exactly the rows ordered before the viewer's.
+            other.public_score >= mine.c.public_score,
+            or_(
+                other.public_score > mine.c.public_score,
+                other.submitted_at < mine.c.submitted_at,
+                and_(other.submitted_at == mine.c.submitted_at, other.submission_id < mine.c.submission_id),
+            ),
+        )
+        .correlate(User, mine)
+        .exists()
+    )
+    students_ahead = (
+        select(func.count(User.id))
+        .where(User.role == Role.student, User.id != user.id, ahead)
+        .scalar_subquery()
+    )
+    rows = session.execute(select(mine.c.assignment_id, students_ahead).where(mine.c.nth == 1))
+    return {assignment_id: n + 1 for assignment_id, n in rows}
+
+
 def student_scores(session: Session, user: User) -> list[dict[str, Any]]:
     """`user`'s standing per assignment: a dict with assignment (slug), title, title_zh, deadline,
     best_score (best graded, or None), passed, public_rank (None when not on the board), submissions."""
-    assignments = list(session.scalars(select(Assignment).order_by(Assignment.id)))
+    assignments = session.execute(
+        select(
+            Assignment.id, Assignment.slug, Assignment.title, Assignment.title_zh, Assignment.deadline
+        ).order_by(Assignment.id)
+    ).all()
     best = _best_by_student_assignment(session, owner_id=user.id)
-    mine = _ranked("public", owner_id=user.id)
-    ranks: dict[int, int] = {
-        a_id: rank for a_id, rank in session.execute(select(mine.c.assignment_id, mine.c.rank))
-    }
+    ranks = _public_ranks(session, user)
     out = []
     for a in assignments:
         r = best.get((user.id, a.id))

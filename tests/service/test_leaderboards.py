@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from grader.report import GradeReport
@@ -20,7 +20,7 @@ from service.db import create_db_engine, upgrade_db
 from service.leaderboards import service as boards
 from service.submissions import service as submissions
 from service.submissions.models import Submission
-from service.users.models import User
+from service.users.models import Role, User
 from tests.service.factories import auth, create_assignment, create_instructor, create_user
 from tests.service.helpers import make_zip
 
@@ -335,5 +335,81 @@ def test_the_leaderboard_query_on_sqlite(tmp_path: Path) -> None:
                 )
             ).all()
             assert any("ix_result_public_board" in str(step) for step in plan), plan
+    finally:
+        engine.dispose()
+
+
+def tie_course(db: Session, settings: Settings) -> tuple[list[tuple[User, str]], User]:
+    """phone-price with a public/private split and every kind of tie: equal score at the same time
+    (the lower submission id wins), equal score at different times, a student's own repeated best,
+    a student who only errored, and an instructor above everyone; activations ranks a few of them."""
+    pp = create_assignment(db, "phone-price", daily_limit=100)
+    act = create_assignment(db, "activations", daily_limit=100)
+    students = [create_user(db) for _ in range(7)]
+    teacher, _ = create_instructor(db)
+    u = [s for s, _ in students]
+    for owner, public, minute in [
+        (u[0], 0.90, 0),
+        (u[1], 0.90, 0),  # same score, same time as u0: u0's lower id ranks first
+        (u[2], 0.90, 1),
+        (u[2], 0.95, 5),
+        (u[3], 0.80, 3),
+        (u[3], 0.80, 2),  # u3's best is this earlier one
+        (u[4], 0.95, 5),  # ties u2's best exactly; u2 uploaded first
+        (u[5], 0.70, 9),
+        (u[5], 0.95, 4),  # beats u2 and u4 by time
+        (teacher, 1.0, 0),
+    ]:
+        graded(db, settings, owner, pp, 0.9, minute, public=public, private=1.0 - public)
+    graded(db, settings, u[6], pp, 0.0, 1, error="crashed")
+    for owner, score, minute in [(u[1], 1.0, 0), (u[0], 1.0, 0), (u[3], 0.5, 2)]:
+        graded(db, settings, owner, act, score, minute)
+    db.commit()
+    return students, teacher
+
+
+def assert_my_ranks_match_the_boards(
+    db: Session, settings: Settings, students: list[tuple[User, str]]
+) -> None:
+    teacher = db.scalars(select(User).where(User.role == Role.instructor)).first()
+    assert teacher is not None
+    expected: dict[tuple[int, str], int] = {}
+    for a in db.scalars(select(Assignment)):
+        for row in boards.leaderboard(db, a, board="public", limit=None, viewer=teacher, settings=settings):
+            expected[(row.user_id, a.slug)] = row.rank
+    for user, _ in students:
+        got = {r["assignment"]: r["public_rank"] for r in boards.student_scores(db, user)}
+        assert got == {slug: expected.get((user.id, slug)) for slug in got}, user
+    assert all(r["public_rank"] is None for r in boards.student_scores(db, teacher))
+
+
+def test_my_rank_is_the_boards_rank_with_ties(client: TestClient, db: Session, settings: Settings) -> None:
+    students, _ = tie_course(db, settings)
+    u = [s for s, _ in students]
+    assert_my_ranks_match_the_boards(db, settings, students)
+    # The ranks spelled out: 0.95 u5 (minute 4), u2 and u4 (minute 5, u2 uploaded first), 0.90 u0 and
+    # u1 (same minute, u0 first), 0.80 u3; u6 only errored.
+    expected = {0: 4, 1: 5, 2: 2, 3: 6, 4: 3, 5: 1, 6: None}
+    for i, (_, token) in enumerate(students):
+        mine = {s["assignment"]: s for s in client.get("/api/v1/me/scores", headers=auth(token)).json()}
+        assert mine["phone-price"]["public_rank"] == expected[i], i
+        entries = board(client, token, "phone-price", board="public")["entries"]
+        me = [e["rank"] for e in entries if e["is_you"]]
+        assert me == ([] if expected[i] is None else [expected[i]]), i
+    assert boards.student_scores(db, u[1])[1]["public_rank"] == 1  # activations: 1.0 at minute 0, first id
+    assert boards.student_scores(db, u[0])[1]["public_rank"] == 2
+
+
+def test_my_rank_is_the_boards_rank_on_sqlite(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ranks.sqlite3'}"
+    upgrade_db(url)
+    engine = create_db_engine(url)
+    settings = Settings(env="test", home=tmp_path / "home", database_url=url)
+    try:
+        with Session(engine) as db:
+            students, _ = tie_course(db, settings)
+            assert_my_ranks_match_the_boards(db, settings, students)
+            ranks = [boards.student_scores(db, s)[0]["public_rank"] for s, _ in students]
+            assert ranks == [4, 5, 2, 6, 3, 1, None]
     finally:
         engine.dispose()
