@@ -16,6 +16,7 @@ Every ranking is one SQL query with window functions (Postgres, and SQLite >= 3.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -101,8 +102,10 @@ def is_eligible(passed: int, total: int) -> bool:
     return total > 0 and passed * ELIGIBLE_DENOMINATOR >= total * ELIGIBLE_NUMERATOR
 
 
+@functools.lru_cache(maxsize=65536)
 def pseudonym(user_id: int, secret: str) -> str:
-    """A stable, bilingual pseudonym for a user: an HMAC of the id under the service's secret key."""
+    """A stable, bilingual pseudonym for a user: an HMAC of the id under the service's secret key
+    (cached per (user id, secret): a board shows the same few hundred students on every request)."""
     tag = hmac.new(secret.encode(), f"pseudonym:{user_id}".encode(), hashlib.sha256).hexdigest()[:6].upper()
     return f"匿名同学 {tag} / Student {tag}"
 
@@ -239,20 +242,26 @@ def leaderboard(
     )
     if limit is not None:
         stmt = stmt.limit(limit)
+    # Per request, not per row: what this viewer may see.
+    instructor, viewer_id = viewer.is_instructor, viewer.id
+    secret = settings.secret_key.get_secret_value() if settings.pseudonyms and not instructor else None
     rows = []
     for r in session.execute(stmt):
+        owner_id = r.owner_id
         rows.append(
             LeaderboardRow(
                 rank=r.rank,
-                user_id=r.owner_id,
-                display_name=display_name_for(r.owner_id, r.display_name, viewer, settings),
-                student_number=r.student_number if viewer.is_instructor else None,
+                user_id=owner_id,
+                display_name=r.display_name
+                if secret is None or owner_id == viewer_id
+                else pseudonym(owner_id, secret),
+                student_number=r.student_number if instructor else None,
                 score=r.score,
                 public_score=r.public_score,
                 private_score=r.private_score if show_private else None,
                 submission_id=r.submission_id,
                 submitted_at=_aware(r.submitted_at),
-                is_viewer=r.owner_id == viewer.id,
+                is_viewer=owner_id == viewer_id,
                 late=r.late,
             )
         )
