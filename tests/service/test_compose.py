@@ -52,6 +52,12 @@ def test_api_runs_the_app_factory() -> None:
     assert cmd[:3] == ["uvicorn", "service.main:create_app", "--factory"]
 
 
+def test_api_runs_several_processes() -> None:
+    # uvicorn reads --workers from WEB_CONCURRENCY; compose fills it from HWGRADE_API_WORKERS.
+    assert "--workers" not in SERVICES["api"]["command"]
+    assert SERVICES["api"]["environment"]["WEB_CONCURRENCY"] == "${HWGRADE_API_WORKERS:-2}"
+
+
 def test_gpu_worker_reserves_an_nvidia_gpu_and_consumes_the_gpu_queue() -> None:
     gpu = SERVICES["worker-gpu"]
     devices = gpu["deploy"]["resources"]["reservations"]["devices"]

@@ -216,7 +216,9 @@ def test_upload_is_graded_end_to_end_with_the_compose_commands(
     api_cmd = compose_command("api")
     api_cmd[api_cmd.index("--host") + 1] = "127.0.0.1"
     api_cmd[api_cmd.index("--port") + 1] = str(port)
-    procs.append(Process(api_cmd, env, tmp_path / "api.log"))
+    # Several API processes, as compose runs them (uvicorn takes --workers from WEB_CONCURRENCY).
+    api = Process(api_cmd, {**env, "WEB_CONCURRENCY": "2"}, tmp_path / "api.log")
+    procs.append(api)
     start_worker(procs, env, tmp_path, "w1")
     base = f"http://127.0.0.1:{port}"
 
@@ -227,6 +229,7 @@ def test_upload_is_graded_end_to_end_with_the_compose_commands(
             return False
 
     wait_for(healthy, 30, "the API to answer /healthz")
+    assert "Started parent process" in api.log_tail(), api.log_tail()
 
     zip_path = tmp_path / "activations.zip"
     zip_path.write_bytes(zip_folder(ACTIVATIONS))
