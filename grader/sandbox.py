@@ -651,6 +651,8 @@ def run_job(
 
         if kind == "zygote":
             req = _zygote_request(job_dir, submission, limits, device, uid, extra_binds)
+            # The zygote keeps these in memory; the evaluation inherits them instead of reading the file.
+            req["preload"] = {f"{IN_INPUTS}/{path.name}": str(path) for path in cached.values()}
             ended = _zygote().run(
                 req, out_fd, limits, slot
             )  # releases the slot, now or once the tree is gone
@@ -807,7 +809,9 @@ class Zygote:
         self.owner = os.getpid()
         self.starts = 0
         self.lock = threading.Lock()
-        self.pending: Slot | None = None
+        # Evaluations the caller is done with whose trees are still being torn down: pid -> uid slot,
+        # released when the zygote reports the exit.
+        self.pending: dict[int, Slot] = {}
         self._buf = b""
         atexit.register(self.stop)
 
@@ -849,9 +853,9 @@ class Zygote:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=10)
-        if self.pending is not None:
-            self.pending.release()
-            self.pending = None
+        for slot in self.pending.values():
+            slot.release()
+        self.pending = {}
         self.proc = None
         self.sock = None
         if self.root is not None:
@@ -878,15 +882,38 @@ class Zygote:
         line, _, self._buf = self._buf.partition(b"\n")
         return json.loads(line)
 
-    def _settle(self) -> None:
-        """Collect the exit status of the previous evaluation, then free its uid slot."""
-        if self.pending is None:
-            return
-        slot, self.pending = self.pending, None
-        try:
-            self._recv(30)
-        finally:
-            slot.release()
+    def _dispatch(self, msg: dict[str, Any]) -> dict[str, Any] | None:
+        """Handle the exit report of an earlier evaluation (frees its slot); other messages are returned."""
+        if "status" in msg and int(msg.get("pid", -1)) in self.pending:
+            self.pending.pop(int(msg["pid"])).release()
+            return None
+        return msg
+
+    def _pop_buffered(self) -> dict[str, Any] | None:
+        """The first complete buffered message not about an earlier evaluation, without waiting."""
+        while b"\n" in self._buf:
+            line, _, self._buf = self._buf.partition(b"\n")
+            msg = self._dispatch(json.loads(line))
+            if msg is not None:
+                return msg
+        return None
+
+    def settle(self, timeout: float = 30) -> None:
+        """Wait until every earlier evaluation's tree is gone and its uid slot released."""
+        with self.lock:
+            deadline = time.monotonic() + timeout
+            while self.pending and self.alive():
+                msg = self._dispatch(self._recv(max(0.0, deadline - time.monotonic())))
+                if msg is not None:
+                    raise ZygoteDied(f"unexpected message from the zygote: {msg}")
+
+    def _next(self, timeout: float) -> dict[str, Any]:
+        """The next message that is not about an earlier evaluation."""
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = self._dispatch(self._recv(max(0.0, deadline - time.monotonic())))
+            if msg is not None:
+                return msg
 
     def run(self, req: dict[str, Any], out_fd: int, limits: SandboxLimits, slot: Slot) -> _Ended:
         """Run one evaluation; takes over `slot` (released now, or once the tree is gone)."""
@@ -896,7 +923,6 @@ class Zygote:
                     try:
                         if not self.alive():
                             self.start()
-                        self._settle()
                         return self._run_once(req, out_fd, limits, slot)
                     except (ZygoteDied, OSError, TimeoutError, json.JSONDecodeError):
                         # The pool died under us (killed, crashed): start a new one and run again.
@@ -923,7 +949,7 @@ class Zygote:
             for fd in (out_w, err_w, done_w):
                 os.close(fd)
             out_w = err_w = done_w = -1
-            started = self._recv(30)
+            started = self._next(30)
             if "pid" not in started:
                 raise ZygoteDied(f"zygote could not fork: {started}")
             monitor = int(started["pid"])
@@ -932,9 +958,12 @@ class Zygote:
             done = timed_out = False
             status: int | None = None
             while True:
-                if b"\n" in self._buf:
-                    status = int(self._recv(1)["status"])
-                    break
+                msg = self._pop_buffered()
+                if msg is not None:
+                    if int(msg.get("pid", -1)) == monitor and "status" in msg:
+                        status = int(msg["status"])
+                        break
+                    raise ZygoteDied(f"unexpected message from the zygote: {msg}")
                 left = deadline - time.monotonic()
                 if left <= 0:
                     timed_out = True
@@ -964,7 +993,7 @@ class Zygote:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(monitor, signal.SIGKILL)
                 _read_available([fd for fd in open_fds if fd != done_r], tails)
-                self.pending = slot
+                self.pending[monitor] = slot
             else:
                 _read_available([fd for fd in open_fds if fd != done_r], tails)
                 slot.release()
@@ -996,6 +1025,12 @@ def _zygote() -> Zygote:
         # A forked worker process gets a zygote of its own.
         _ZYGOTE = Zygote()
     return _ZYGOTE
+
+
+def settle_pool() -> None:
+    """Wait until this process's finished evaluations are fully torn down (tests check for leaks)."""
+    if _ZYGOTE is not None and _ZYGOTE.owner == os.getpid():
+        _ZYGOTE.settle()
 
 
 def shutdown_pool() -> None:

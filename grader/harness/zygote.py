@@ -30,6 +30,7 @@ import importlib.util
 import json
 import os
 import platform
+import select
 import signal
 import socket
 import sys
@@ -159,8 +160,9 @@ def _exit_code(status: int) -> int:
     return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1
 
 
-def run_child(req: dict[str, Any], fds: list[int], root: str, harness_main: Any) -> None:
-    """C1: never returns."""
+def _spare_monitor(conn: socket.socket, root: str, harness_main: Any) -> None:
+    """C1 of a spare sandbox: never returns. Forked ahead of its request, so the three forks of this
+    large process are off the critical path; it waits (in C2, C3) until the zygote hands it a job."""
     try:
         os.setsid()
         _check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "pdeathsig")
@@ -169,22 +171,39 @@ def run_child(req: dict[str, Any], fds: list[int], root: str, harness_main: Any)
         )
         c2 = os.fork()
         if c2 == 0:
-            _run_init(req, fds, root, harness_main)
+            _spare_init(conn, root, harness_main)
+        conn.close()
         _, status = os.waitpid(c2, 0)
         os._exit(_exit_code(status))
     except BaseException as e:  # noqa: BLE001 - a child must never return into the server loop
-        _report_setup_failure(fds, e)
+        os.write(2, f"zygote spare failed: {type(e).__name__}: {e}\n".encode())
         os._exit(70)
 
 
-def _run_init(req: dict[str, Any], fds: list[int], root: str, harness_main: Any) -> None:
-    """C2, PID 1 of the sandbox's PID namespace: never returns."""
+def _spare_init(conn: socket.socket, root: str, harness_main: Any) -> None:
+    """C2, PID 1 of the sandbox's PID namespace: never returns. Receives the job, builds the
+    filesystem view (pivot_root also moves C3, same mount namespace), hands the job to C3, reaps."""
+    fds: list[int] = []
     try:
         _check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "pdeathsig")
-        build_root(req, root)
+        to_c3, c3_conn = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         c3 = os.fork()
         if c3 == 0:
+            conn.close()
+            to_c3.close()
+            req, fds = _recv(c3_conn)
+            c3_conn.close()
+            if req is None:
+                os._exit(72)
             _run_evaluation(req, fds, harness_main)
+        c3_conn.close()
+        req, fds = _recv(conn)
+        conn.close()
+        if req is None:
+            os._exit(72)  # the zygote went away before using this spare
+        build_root(req, root)
+        _send_fds(to_c3, req, fds)
+        to_c3.close()
         for fd in fds:
             os.close(fd)
         while True:
@@ -194,8 +213,31 @@ def _run_init(req: dict[str, Any], fds: list[int], root: str, harness_main: Any)
     except ChildProcessError:
         os._exit(71)
     except BaseException as e:  # noqa: BLE001
-        _report_setup_failure(fds, e)
+        if fds:
+            _report_setup_failure(fds, e)
         os._exit(70)
+
+
+def _send_fds(sock: socket.socket, obj: dict[str, Any], fds: list[int]) -> None:
+    sock.sendmsg(
+        [json.dumps(obj).encode() + b"\n"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
+    )
+
+
+class _Spare:
+    """One pre-forked sandbox, ready for the next request."""
+
+    def __init__(self, root: str, harness_main: Any, close_in_child: list[int]) -> None:
+        self.sock, conn = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        pid = os.fork()
+        if pid == 0:
+            self.sock.close()
+            for fd in close_in_child:
+                os.close(fd)
+            _spare_monitor(conn, root, harness_main)
+        conn.close()
+        self.pid = pid
+        self.pidfd = os.pidfd_open(pid)
 
 
 def _run_evaluation(req: dict[str, Any], fds: list[int], harness_main: Any) -> None:
@@ -274,10 +316,34 @@ def _warm_up() -> None:
     sklearn.preprocessing.StandardScaler().fit(frame).transform(frame)
 
 
+class _Preloaded:
+    """Hidden-set inputs kept in this process's memory, so every forked evaluation inherits them
+    (copy-on-write) instead of reading and mapping the file again. Inputs only, never labels."""
+
+    def __init__(self, max_bytes: int = 1 << 30) -> None:
+        self.max_bytes = max_bytes
+        self.arrays: dict[str, tuple[str, tuple[int, int], Any]] = {}  # inside path -> host, stamp, array
+
+    def add(self, inside: str, host: str) -> None:
+        import numpy as np
+
+        st = os.stat(host)
+        stamp = (st.st_mtime_ns, st.st_size)
+        hit = self.arrays.pop(inside, None)
+        if hit is None or hit[:2] != (host, stamp):
+            hit = (host, stamp, np.load(host, allow_pickle=False))
+        self.arrays[inside] = hit  # most recently used last
+        while sum(a.nbytes for *_, a in self.arrays.values()) > self.max_bytes and len(self.arrays) > 1:
+            self.arrays.pop(next(iter(self.arrays)))
+
+    def inside(self) -> dict[str, Any]:
+        return {inside: arr for inside, (_, _, arr) in self.arrays.items()}
+
+
 def serve(sock: socket.socket, root: str) -> None:
     spec = importlib.util.spec_from_file_location("_hwgrade_harness_main", HERE / "main.py")
     assert spec is not None and spec.loader is not None
-    harness_main = importlib.util.module_from_spec(spec)
+    harness_main: Any = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = harness_main
     spec.loader.exec_module(harness_main)
     # The expensive imports every evaluation needs, paid once here.
@@ -286,27 +352,67 @@ def serve(sock: socket.socket, root: str) -> None:
     for name in ("models", "functions"):
         harness_main._load_sibling(name)
     os.makedirs(root, mode=0o700, exist_ok=True)
+    preloaded = _Preloaded()
+    # Children are reaped as they end (a pidfd each), not in turn: the next evaluation can start while
+    # the last one's tree is still being torn down.
+    children: dict[int, int] = {}  # pidfd -> pid of an evaluation's monitor (C1)
+    spare: _Spare | None = None
+
+    def new_spare() -> _Spare:
+        # What the spare inherits: the inputs in memory (copy-on-write), by their path inside.
+        harness_main.PRELOADED = preloaded.inside()
+        try:
+            return _Spare(root, harness_main, [sock.fileno(), *children])
+        finally:
+            harness_main.PRELOADED = {}
+
     _send(sock, {"ready": True, "pid": os.getpid()})
     while True:
-        req, fds = _recv(sock)
-        if req is None:
-            return
-        try:
-            pid = os.fork()
-        except OSError as e:
-            _send(sock, {"error": f"fork failed: {e}"})
-            for fd in fds:
+        if spare is None:
+            spare = new_spare()
+        readable, _, _ = select.select([sock.fileno(), spare.pidfd, *children], [], [])
+        for fd in readable:
+            if fd in children:
+                pid = children.pop(fd)
+                _, status = os.waitpid(pid, 0)
                 os.close(fd)
-            continue
-        if pid == 0:
-            sock.close()
-            run_child(req, fds, root, harness_main)
-        for fd in fds:
-            os.close(fd)
-        del req
-        _send(sock, {"pid": pid})
-        _, status = os.waitpid(pid, 0)
-        _send(sock, {"status": status})
+                _send(sock, {"status": status, "pid": pid})
+            elif spare is not None and fd == spare.pidfd:
+                # The spare died unused (it should not): reap it and make another.
+                os.waitpid(spare.pid, 0)
+                os.close(spare.pidfd)
+                spare.sock.close()
+                spare = None
+            elif fd == sock.fileno():
+                req, fds = _recv(sock)
+                if req is None:
+                    return
+                preload = req.pop("preload", {})
+                for attempt in (1, 2):
+                    if spare is None:
+                        spare = new_spare()
+                    try:
+                        _send_fds(spare.sock, req, fds)
+                        break
+                    except OSError:
+                        os.waitpid(spare.pid, 0)
+                        os.close(spare.pidfd)
+                        spare.sock.close()
+                        spare = None
+                        if attempt == 2:
+                            raise
+                assert spare is not None
+                spare.sock.close()
+                children[spare.pidfd] = spare.pid
+                _send(sock, {"pid": spare.pid})
+                spare = None
+                for fd_ in fds:
+                    os.close(fd_)
+                del req
+                # Off the critical path (the evaluation is already running): load new inputs for
+                # the next spares to inherit.
+                for inside, host in preload.items():
+                    preloaded.add(inside, host)
 
 
 if __name__ == "__main__":

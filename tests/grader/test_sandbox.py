@@ -55,6 +55,7 @@ def isolated(mode: str) -> str:
 @pytest.fixture(autouse=True)
 def nothing_leaks() -> None:
     yield
+    sandbox.settle_pool()
     assert sandbox.leaked_processes() == [], "a sandboxed process outlived its evaluation"
 
 
@@ -504,3 +505,12 @@ def test_process_limit_is_named_when_torch_cannot_start_its_threads(
     report = run(phone_zip(top=code))
     assert report.error is not None and report.error.code == ErrorCode.process_limit, report.error
     assert "48" in report.error.message and "num_workers=0" in report.error.message
+
+
+def test_inputs_written_in_place_do_not_reach_the_next_run(phone_zip: Callable[..., Path]) -> None:
+    # Inputs are shared copy-on-write between evaluations (the zygote keeps the hidden set in memory).
+    before = run(phone_zip(name="before.zip"))
+    vandal = run(phone_zip(forward="x.mul_(0)\nx.add_(12345)", name="vandal.zip"))
+    after = run(phone_zip(name="after.zip"))
+    assert vandal.status == "graded"
+    assert before.metrics["confusion_matrix"] == after.metrics["confusion_matrix"]
