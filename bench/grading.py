@@ -554,7 +554,7 @@ def build_report(
     for mode, th, label in (
         ("zygote", None, f"b_zygote (harness threads={harness_threads_default})"),
         ("bwrap", None, f"b_bwrap, naive cold (threads={harness_threads_default})"),
-        ("zygote", 1, "b_zygote, what-if harness threads=1"),
+        ("zygote", os.cpu_count() or 2, f"b_zygote, what-if harness threads={os.cpu_count() or 2}"),
     ):
         key = (mode, "default" if th is None else str(th))
         if all((mode, key[1], n) in b for n in names):
@@ -633,7 +633,7 @@ def build_report(
     bd = {(m, t, n): phase_breakdown(s) for (m, t, n), s in b.items()}
     cols = [
         (m, t, n)
-        for (m, t) in (("zygote", "default"), ("zygote", "1"), ("bwrap", "default"))
+        for (m, t) in (("zygote", "default"), ("zygote", str(os.cpu_count() or 2)), ("bwrap", "default"))
         for n in names
         if (m, t, n) in bd
     ]
@@ -692,7 +692,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"hwgrade grading benchmark {'(quick) ' if plan.quick else ''}{stamp}")
     print(common.machine_block(info), flush=True)
     torch_default_threads = torch.get_num_threads()
-    harness_threads_default = max(1, min(4, os.cpu_count() or 1))  # grader.sandbox._job_for's default
+
+    harness_threads_default = sandbox.default_threads()
+    what_if_threads = os.cpu_count() or 2
 
     with tempfile.TemporaryDirectory(prefix="hwgrade-bench-") as tmpname:
         tmp = Path(tmpname)
@@ -717,7 +719,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print("(b) grader.grade ...", flush=True)
         b: dict[tuple[str, str, str], Series] = {}
-        for mode, th in (("zygote", None), ("bwrap", None), ("zygote", 1)):
+        for mode, th in (("zygote", None), ("bwrap", None), ("zygote", what_if_threads)):
             for name, slug in EXAMPLES:
                 print(f"  {mode} threads={th or 'default'} {name}", flush=True)
                 b[(mode, "default" if th is None else str(th), name)] = measure_grade(
