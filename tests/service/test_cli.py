@@ -117,3 +117,36 @@ def test_check_grades_locally(home: Path, capsys: pytest.CaptureFixture[str]) ->
 def test_check_unknown_assignment(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", "x.zip", "--assignment", "nope"]) == 2
     assert "unknown assignment" in capsys.readouterr().err
+
+
+FIXTURES = Path(__file__).resolve().parents[1] / "grader" / "fixtures" / "functions"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("folder", "slug", "passes", "failed_check"),
+    [
+        (EXAMPLES_DIR / "backprop", "backprop", True, None),
+        (EXAMPLES_DIR / "optimizers", "optimizers", True, None),
+        (FIXTURES / "activations_naive_softmax", "activations", False, "softmax: ±1000 stays finite"),
+        (FIXTURES / "optimizers_torch_momentum", "optimizers", False, "Momentum: 50-step trajectory"),
+        (FIXTURES / "backprop_transposed", "backprop", False, "forward_backward: worked example, dW1"),
+    ],
+)
+def test_check_on_function_homework(
+    home: Path,
+    capsys: pytest.CaptureFixture[str],
+    folder: Path,
+    slug: str,
+    passes: bool,
+    failed_check: str | None,
+) -> None:
+    zip_path = home / f"{folder.name}.zip"
+    zip_path.write_bytes(zip_folder(folder))
+    assert main(["check", str(zip_path), "-a", slug, "--json"]) == (0 if passes else 1)
+    report = json.loads(capsys.readouterr().out)
+    failed = {c["name"] for c in report["checks"] if not c["passed"]}
+    if passes:
+        assert report["score"] == 1.0 and not failed
+    else:
+        assert failed_check in failed and 0 < report["score"] < 1
