@@ -5,7 +5,7 @@ results for the finished ones; bulk COPY), starts the API (uvicorn, one process,
 docker-compose.yml) on loopback with the broker on a dedicated Redis database, and drives 50
 concurrent clients (httpx, asyncio) against:
   GET  /api/v1/submissions/{id}                a student reading one of their own submissions
-  GET  /api/v1/me/submissions                  a student's list (the latest 200, with results)
+  GET  /api/v1/me/submissions                  a student's list (summaries, the latest 50)
   GET  /api/v1/assignments/{slug}/leaderboard  if the API has it (else skipped, with a note)
   GET  /api/v1/me/scores                       if the API has it (else skipped, with a note)
   POST /api/v1/assignments/{slug}/submissions  a 1 MB zip, until the 202 (no worker runs)
@@ -54,6 +54,7 @@ class Plan:
     paced_uploads: int
     rate: float  # req/s offered by all clients together in the paced runs
     upload_rate: float
+    workers: int = 2  # uvicorn processes
 
     @classmethod
     def make(cls, args: argparse.Namespace) -> Plan:
@@ -63,6 +64,7 @@ class Plan:
             plan = cls(False, 3000, 1500, 500, 300, args.rate, args.upload_rate)
         if args.requests:
             plan.requests = args.requests
+        plan.workers = max(1, args.workers)
         return plan
 
 
@@ -304,6 +306,7 @@ async def run_phase(
             for i in counter:
                 method, url, kw = make_request(i)
                 t0 = time.perf_counter()
+                status: int | str
                 try:
                     resp = await client.request(method, url, **kw)
                     status = resp.status_code
@@ -451,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--redis-db", type=int, default=14, help="Redis database number on 127.0.0.1:6379 (emptied)"
     )
+    p.add_argument("--workers", type=int, default=2, help="uvicorn processes (compose's default is 2)")
     p.add_argument("--no-write", action="store_true", help="do not append to bench/RESULTS.md")
     args = p.parse_args(argv)
     plan = Plan.make(args)
@@ -481,7 +485,15 @@ def main(argv: list[str] | None = None) -> int:
         port = common.free_port()
         base_url = f"http://127.0.0.1:{port}"
         cmd = [sys.executable, "-m", "uvicorn", "service.main:create_app", "--factory", "--host", "127.0.0.1"]
-        cmd += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
+        cmd += [
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            "--workers",
+            str(plan.workers),
+        ]
         api = common.Process(cmd, env, tmp / "api.log")
         try:
             import httpx
@@ -522,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
             "",
             f"Database: {N_SUBMISSIONS:,} submissions of {N_STUDENTS} students over 5 assignments (96% graded, 3% "
             f"error, 1% queued; results with checks, metrics and a log tail), seeded by COPY in {seeded.seconds:.0f} s. "
-            f"API: one uvicorn process on loopback; {CLIENTS} concurrent httpx clients (asyncio, one process) on "
+            f"API: {plan.workers} uvicorn process(es) on loopback (as compose's HWGRADE_API_WORKERS); {CLIENTS} concurrent httpx clients (asyncio, one process) on "
             "the same shared 2-core machine, so client, server and Postgres share the cores with other people's work. "
             "`saturated`: back-to-back requests (latency includes queueing at a server at capacity); `paced`: the "
             "clients together offer the stated rate with exponential gaps.",

@@ -56,7 +56,7 @@ def machine_info() -> dict[str, str]:
     try:
         import torch
 
-        torch_version = torch.__version__
+        torch_version = str(torch.__version__)
         torch_threads = str(torch.get_num_threads())
     except ImportError:
         torch_version = torch_threads = "?"

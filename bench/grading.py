@@ -524,7 +524,7 @@ def build_report(
     raw1: dict[str, Series],
     rawd: dict[str, Series],
     acc: dict[str, float],
-    b: dict[tuple[str, str], Series],
+    b: dict[tuple[str, str, str], Series],
     svc: ServiceFigures | None,
     torch_default_threads: int,
     harness_threads_default: int,
@@ -637,8 +637,8 @@ def build_report(
         for n in names
         if (m, t, n) in bd
     ]
-    for key, label in phase_keys:
-        phase_rows.append([label, *[fmt_s(bd[c].get(key)) for c in cols]])
+    for phase, label in phase_keys:
+        phase_rows.append([label, *[fmt_s(bd[c].get(phase)) for c in cols]])
     phase_header = ["phase (median)", *[f"{m}{'' if t == 'default' else ' t=' + t} {n}" for m, t, n in cols]]
 
     lines_txt = [common.text_table(header, rows), "", common.text_table(phase_header, phase_rows), ""]
