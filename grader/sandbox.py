@@ -604,13 +604,16 @@ def run_job(
     work_root: Path | None = None,
     threads: int | None = None,
     cache_inputs: dict[str, tuple[str, np.ndarray]] | None = None,
+    mode: str | None = None,
 ) -> SandboxRun:
     """Run the harness on `submission` (an unpacked directory) for `job`; never raises for anything the
     student code does (crash, timeout, garbage output all come back as a `SandboxRun`).
 
     `inputs` are written for this run only; `cache_inputs` ({name: (key, array)}) are written once per
-    key and shared read-only by every run (the hidden test set's inputs: same for every submission)."""
-    kind = isolation_kind()
+    key and shared read-only by every run (the hidden test set's inputs: same for every submission).
+    If the warm pool fails twice in a row (it restarts itself once), this run falls back to a cold
+    bubblewrap sandbox: a pool problem never becomes the student's error."""
+    kind = mode or isolation_kind()
     if kind == "rlimits" and not fallback_usable():
         raise SandboxUnavailable(
             "bubblewrap is unavailable and the Python runtime is not readable by the sandbox uid; "
@@ -653,10 +656,26 @@ def run_job(
             req = _zygote_request(job_dir, submission, limits, device, uid, extra_binds)
             # The zygote keeps these in memory; the evaluation inherits them instead of reading the file.
             req["preload"] = {f"{IN_INPUTS}/{path.name}": str(path) for path in cached.values()}
-            ended = _zygote().run(
-                req, out_fd, limits, slot
-            )  # releases the slot, now or once the tree is gone
-            slot = None
+            pool_slot, slot = slot, None  # the pool releases it, now or once the tree is gone
+            try:
+                ended = _zygote().run(req, out_fd, limits, pool_slot)
+            except (ZygoteDied, OSError, TimeoutError):
+                log.exception("the warm sandbox pool failed; running this evaluation in a cold sandbox")
+                if not bwrap_works():
+                    raise SandboxUnavailable(
+                        "the warm sandbox pool failed and bubblewrap is unavailable"
+                    ) from None
+                return run_job(
+                    submission,
+                    job,
+                    inputs,
+                    limits,
+                    device=device,
+                    work_root=work_root,
+                    threads=threads,
+                    cache_inputs=cache_inputs,
+                    mode="bwrap",
+                )
         else:
             ended = _run_process(kind, job_dir, submission, limits, device, out_fd, extra_binds)
         os.lseek(out_fd, 0, os.SEEK_SET)

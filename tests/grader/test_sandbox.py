@@ -514,3 +514,19 @@ def test_inputs_written_in_place_do_not_reach_the_next_run(phone_zip: Callable[.
     after = run(phone_zip(name="after.zip"))
     assert vandal.status == "graded"
     assert before.metrics["confusion_matrix"] == after.metrics["confusion_matrix"]
+
+
+@pytest.mark.skipif(not ("zygote" in STRONG and "bwrap" in STRONG), reason="needs both the pool and bubblewrap")
+def test_a_failing_pool_falls_back_to_a_cold_sandbox(
+    phone_zip: Callable[..., Path], monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    if mode != "zygote":
+        pytest.skip("about the pool")
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise sandbox.ZygoteDied("the zygote closed its socket")
+
+    monkeypatch.setattr(sandbox.Zygote, "_run_once", broken)
+    report = run(phone_zip())
+    assert report.status == "graded", report.error
+    assert report.sandbox.startswith("bwrap")
