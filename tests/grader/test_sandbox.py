@@ -516,7 +516,9 @@ def test_inputs_written_in_place_do_not_reach_the_next_run(phone_zip: Callable[.
     assert before.metrics["confusion_matrix"] == after.metrics["confusion_matrix"]
 
 
-@pytest.mark.skipif(not ("zygote" in STRONG and "bwrap" in STRONG), reason="needs both the pool and bubblewrap")
+@pytest.mark.skipif(
+    not ("zygote" in STRONG and "bwrap" in STRONG), reason="needs both the pool and bubblewrap"
+)
 def test_a_failing_pool_falls_back_to_a_cold_sandbox(
     phone_zip: Callable[..., Path], monkeypatch: pytest.MonkeyPatch, mode: str
 ) -> None:
