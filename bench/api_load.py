@@ -362,6 +362,15 @@ async def drive(plan: Plan, seeded: Seeded, base_url: str) -> tuple[list[Phase],
             {"headers": auth(s)},
         )
 
+    def podium(_: int) -> tuple[str, str, dict[str, Any]]:
+        # The course's top three (the instructor's podium): the same ranking, three rows out.
+        s = rng.choice(students)
+        return (
+            "GET",
+            f"/api/v1/assignments/{rng.choice(['mnist', 'phone-price'])}/leaderboard?limit=3",
+            {"headers": auth(s)},
+        )
+
     def my_scores(_: int) -> tuple[str, str, dict[str, Any]]:
         s = rng.choice(students)
         return "GET", "/api/v1/me/scores", {"headers": auth(s)}
@@ -376,6 +385,11 @@ async def drive(plan: Plan, seeded: Seeded, base_url: str) -> tuple[list[Phase],
     reads = [("GET /api/v1/submissions/{id}", read_one), ("GET /api/v1/me/submissions", my_list)]
     for path, label, fn in (
         ("/api/v1/assignments/{slug}/leaderboard", "GET /api/v1/assignments/{slug}/leaderboard", leaderboard),
+        (
+            "/api/v1/assignments/{slug}/leaderboard",
+            "GET /api/v1/assignments/{slug}/leaderboard?limit=3",
+            podium,
+        ),
         ("/api/v1/me/scores", "GET /api/v1/me/scores", my_scores),
     ):
         if path in paths:
