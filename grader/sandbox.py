@@ -287,24 +287,21 @@ def acquire_slot() -> Slot:
     raise SandboxUnavailable("no free sandbox uid slot")
 
 
-@contextlib.contextmanager
-def _uid_slot() -> Any:
-    slot = acquire_slot()
-    try:
-        yield slot.uid
-    finally:
-        slot.release()
-
-
-def _kill_uid(uid: int) -> int:
-    """SIGKILL every process whose real uid is `uid` (only possible as root); returns how many."""
+def _kill_uid(uid: int, wait_s: float = 5.0) -> int:
+    """SIGKILL every process whose real uid is `uid` (only possible as root) and wait until they are
+    gone, so nothing of one evaluation is still there when its slot is reused; returns how many."""
     if not _privileged():
         return 0
     pids = processes_of_uid(uid)
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    return len(pids)
+    killed = len(pids)
+    deadline = time.monotonic() + wait_s
+    while pids and time.monotonic() < deadline:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.01)
+        pids = processes_of_uid(uid)
+    return killed
 
 
 def leaked_processes() -> list[int]:
@@ -390,6 +387,40 @@ def _parents_args(path: Path, made: set[str]) -> list[str]:
     return args
 
 
+@dataclass(frozen=True)
+class _HostView:
+    """What of the host every sandbox sees read-only besides /usr, the same for bwrap and the zygote;
+    computed once per process (it only depends on the host and the interpreter)."""
+
+    symlinks: dict[str, str]  # /bin -> usr/bin on a merged-/usr host
+    ro_dirs: list[str]  # real /bin, /lib... where they are not symlinks, and the Python runtime
+    ro_files: list[str]  # the few /etc files the runtime reads
+    masked: list[str]  # our own packages and package data inside the runtime, hidden by empty tmpfs
+
+
+@lru_cache(maxsize=1)
+def _host_view() -> _HostView:
+    symlinks, ro_dirs = {}, []
+    for link in ("bin", "lib", "lib64", "sbin"):
+        p = Path("/") / link
+        if p.is_symlink():
+            symlinks[f"/{link}"] = os.readlink(p)
+        elif p.is_dir():
+            ro_dirs.append(str(p))
+    roots = _runtime_roots()
+    return _HostView(
+        symlinks=symlinks,
+        ro_dirs=ro_dirs + [str(r) for r in roots],
+        ro_files=[f for f in ETC_FILES if Path(f).exists()],
+        masked=[str(p) for p in _hidden_project_dirs(roots)],
+    )
+
+
+@lru_cache(maxsize=1)
+def _seccomp_program() -> bytes:
+    return seccomp.build_filter() if seccomp.supported() else b""
+
+
 def _bwrap_argv(
     job_dir: Path,
     submission: Path,
@@ -400,29 +431,25 @@ def _bwrap_argv(
 ) -> list[str]:
     bwrap = _bwrap_path()
     assert bwrap
+    view = _host_view()
     argv = [bwrap, *_namespace_args(), "--die-with-parent", "--new-session"]
     if _privileged():
         # Only for the harness's own setuid/setgid to the slot uid; it has no capabilities after.
         argv += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     argv += ["--ro-bind", "/usr", "/usr"]
-    for link in ("bin", "lib", "lib64", "sbin"):
-        p = Path("/") / link
-        if p.is_symlink():
-            argv += ["--symlink", os.readlink(p), f"/{link}"]
-        elif p.is_dir():
-            argv += ["--ro-bind", str(p), f"/{link}"]
-    for f in ETC_FILES:
-        if Path(f).exists():
-            argv += ["--ro-bind", f, f]
+    for link, target in view.symlinks.items():
+        argv += ["--symlink", target, link]
+    for f in view.ro_files:
+        argv += ["--ro-bind", f, f]
     argv += ["--proc", "/proc", "--dev", "/dev"]
+    # /tmp before the runtime: a runtime under /tmp (a venv in a clone there) is bound on top of it.
     argv += ["--size", str(limits.tmpfs_mb * 1024 * 1024), "--perms", "1777", "--tmpfs", "/tmp"]
     made: set[str] = set()
-    roots = _runtime_roots()
-    for root in roots:
-        argv += _parents_args(root, made)
-        argv += ["--ro-bind", str(root), str(root)]
-    for hidden in _hidden_project_dirs(roots):
-        argv += ["--tmpfs", str(hidden)]
+    for d in view.ro_dirs:
+        argv += _parents_args(Path(d), made)
+        argv += ["--ro-bind", d, d]
+    for hidden in view.masked:
+        argv += ["--tmpfs", hidden]
     argv += ["--perms", "0755", "--dir", "/opt", "--perms", "0755", "--dir", "/opt/hwgrade"]
     argv += ["--ro-bind", str(HARNESS_DIR), IN_HARNESS]
     argv += ["--ro-bind", str(job_dir), IN_JOB]
@@ -726,9 +753,9 @@ def _run_process(
         pass_fds = [out_fd]
         if kind == "bwrap":
             sc = None
-            if seccomp.supported():
+            if _seccomp_program():
                 sc_r, sc_w = os.pipe()
-                os.write(sc_w, seccomp.build_filter())
+                os.write(sc_w, _seccomp_program())
                 os.close(sc_w)
                 sc = sc_r
                 pass_fds.append(sc_r)
@@ -780,16 +807,7 @@ def _zygote_request(
     uid: int,
     extra_binds: list[tuple[str, str]] = [],  # noqa: B006 - read only
 ) -> dict[str, Any]:
-    roots = _runtime_roots()
-    symlinks = {}
-    ro_dirs = []
-    for link in ("bin", "lib", "lib64", "sbin"):
-        p = Path("/") / link
-        if p.is_symlink():
-            symlinks[f"/{link}"] = os.readlink(p)
-        elif p.is_dir():
-            ro_dirs.append(str(p))
-    ro_dirs += [str(r) for r in roots]
+    view = _host_view()
     binds = [[str(HARNESS_DIR), IN_HARNESS], [str(job_dir), IN_JOB], [str(submission), IN_SUBMISSION]]
     return {
         "uid": uid,
@@ -797,12 +815,12 @@ def _zygote_request(
         "done_fd": ZYGOTE_DONE_FD,
         "job_json": f"{IN_JOB}/job.json",
         "tmpfs_mb": limits.tmpfs_mb,
-        "symlinks": symlinks,
-        "ro_dirs": ro_dirs,
-        "ro_files": [f for f in ETC_FILES if Path(f).exists()],
-        "masked": [str(p) for p in _hidden_project_dirs(roots)],
+        "symlinks": view.symlinks,
+        "ro_dirs": view.ro_dirs,
+        "ro_files": view.ro_files,
+        "masked": view.masked,
         "binds": binds + [[src, dst] for src, dst in extra_binds],
-        "seccomp": base64.b64encode(seccomp.build_filter()).decode() if seccomp.supported() else "",
+        "seccomp": base64.b64encode(_seccomp_program()).decode(),
         "env": _sandbox_env(),
         "extra_devices": [p.name for p in Path("/dev").glob("nvidia*")] if device == "cuda" else [],
     }
