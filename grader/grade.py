@@ -125,7 +125,7 @@ def grade(
     """Grade one submission zip for `spec`; never raises for anything the submission contains."""
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
-    report_kw: dict[str, Any] = {"assignment": spec.slug}
+    report_kw: dict[str, Any] = {}  # what is known so far, for the report whichever way it ends
     tmp = Path(tempfile.mkdtemp(prefix="hwgrade-grade-", dir=work_root))
     tmp.chmod(0o711)
     try:
@@ -178,6 +178,7 @@ def grade(
         timings["total_s"] = time.perf_counter() - t_start
         return GradeReport(
             status="graded",
+            assignment=spec.slug,
             score=min(1.0, max(0.0, scored.score)),
             passed=scored.passed,
             metrics=scored.metrics,
@@ -188,9 +189,7 @@ def grade(
         )
     except GradeError as e:
         timings["total_s"] = time.perf_counter() - t_start
-        return GradeReport.failure(
-            spec.slug, e, timings=timings, **{k: v for k, v in report_kw.items() if k != "assignment"}
-        )
+        return GradeReport.failure(spec.slug, e, timings=timings, **report_kw)
     except sandbox.SandboxUnavailable as e:
         log.exception("sandbox unavailable")
         timings["total_s"] = time.perf_counter() - t_start
@@ -200,9 +199,7 @@ def grade(
             f"graded again. Nothing for you to fix.",
             f"本评测机的沙箱暂不可用（{e}）；你的提交已保存，将重新评测。你无需做任何修改。",
         )
-        return GradeReport.failure(
-            spec.slug, err, timings=timings, **{k: v for k, v in report_kw.items() if k != "assignment"}
-        )
+        return GradeReport.failure(spec.slug, err, timings=timings, **report_kw)
     except Exception:
         log.exception("internal grader error")
         timings["total_s"] = time.perf_counter() - t_start
@@ -213,7 +210,7 @@ def grade(
             "评测程序自身出错（不是你的代码的问题）。你的提交已保存，教师可以看到详细信息。",
         )
         tb = traceback.format_exc(limit=-6)
-        kw = {k: v for k, v in report_kw.items() if k not in ("assignment", "logs_tail")}
+        kw = {k: v for k, v in report_kw.items() if k != "logs_tail"}
         return GradeReport.failure(spec.slug, err, timings=timings, logs_tail=tb[-4000:], **kw)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
