@@ -146,6 +146,10 @@ def run_demo(base_url: str, tokens: dict[str, str], examples: list[Example], tim
     return ok
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def serve(
     settings: Settings, *, host: str, port: int, demo: bool, exit_after_demo: bool, demo_timeout: float
 ) -> int:
@@ -183,6 +187,9 @@ def serve(
 
     thread = threading.Thread(target=_demo, name="demo", daemon=True)
     thread.start()
+    # uvicorn shuts down on SIGTERM and then re-raises it under the handler it found: make that one
+    # unwind the stack, so the `finally` below stops the worker instead of leaving it orphaned.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         server.run()
     finally:

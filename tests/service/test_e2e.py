@@ -5,11 +5,14 @@ Each test gets its own database and its own redis-server (never the shared one o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -377,3 +380,37 @@ def test_embedded_serve_runs_the_demo_without_any_server(tmp_path: Path) -> None
         assert re.search(rf"{slug}\s+{slug}\s+graded", out), out
     assert "API at http://127.0.0.1:" in out
     assert (tmp_path / "home" / "hwgrade.sqlite3").is_file()
+
+
+def test_embedded_serve_stops_its_worker_on_sigterm(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HWGRADE_")}
+    env.update(PYTHONPATH=str(REPO_ROOT), HWGRADE_HOME=str(tmp_path / "home"), HWGRADE_DEVICE="cpu")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service", "serve", "--port", "0", "--no-demo"],
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    worker_pid = None
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if m := re.search(r"Worker started \(pid (\d+)\)", line):
+                worker_pid = int(m.group(1))
+            if "Serving at" in line:
+                break
+        assert worker_pid is not None
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and Path(f"/proc/{worker_pid}").exists():
+            time.sleep(0.2)
+        assert not Path(f"/proc/{worker_pid}").exists(), "hwgrade serve left its worker running"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if worker_pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(worker_pid, signal.SIGKILL)
