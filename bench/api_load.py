@@ -143,6 +143,7 @@ def seed(db_url: str) -> Seeded:
     from grader.assignments import BUILTIN_ASSIGNMENTS
     from service.assignments.service import sync_specs
     from service.db import create_db_engine, create_session_factory, unit_of_work
+    from service.leaderboards.service import rebuild_boards
     from service.users.service import hash_token, new_token
 
     t0 = time.perf_counter()
@@ -250,7 +251,13 @@ def seed(db_url: str) -> Seeded:
                 f"SELECT setval(pg_get_serial_sequence('\"{table}\"', 'id'), (SELECT max(id) FROM \"{table}\"))"
             )
         conn.commit()
-        conn.autocommit = True
+    # COPY bypassed the result path that keeps the boards, so derive them as `hwgrade db
+    # rebuild-boards` does after a restore.
+    engine = create_db_engine(db_url)
+    with unit_of_work(create_session_factory(engine)) as session:
+        rebuild_boards(session)
+    engine.dispose()
+    with psycopg.connect(common.psycopg_dsn(db_url), autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
     return Seeded(tokens, instructor_token, own_ids, [a[1] for a in assignments], time.perf_counter() - t0)
 

@@ -85,6 +85,12 @@ def cmd_db(args: argparse.Namespace) -> int:
         command.revision(alembic_config(settings.database_url), message=args.message, autogenerate=True)
     elif args.db_command == "current":
         command.current(alembic_config(settings.database_url), verbose=True)
+    elif args.db_command == "rebuild-boards":
+        from service.db import unit_of_work
+        from service.leaderboards.service import rebuild_boards
+
+        with unit_of_work(_session_factory(settings)) as session:
+            print(f"{rebuild_boards(session)} board entries derived from the results")
     return 0
 
 
@@ -334,6 +340,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("revision", nargs="?", default="head")
     dbsub.add_parser("check", help="fail if the models and the migrations disagree")
     dbsub.add_parser("current", help="show the database's revision")
+    dbsub.add_parser(
+        "rebuild-boards",
+        help="derive the leaderboards from the results again (after a bulk load or restore that bypassed the API)",
+    )
     rev = dbsub.add_parser("revision", help="autogenerate a new migration (development)")
     rev.add_argument("-m", "--message", required=True)
     p.set_defaults(func=cmd_db)

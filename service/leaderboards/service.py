@@ -10,8 +10,10 @@ private board, the final ranking, is visible to students only after the deadline
 assignment has no deadline), and to instructors always. Assignments without a split (functions) rank
 by the whole score on both boards.
 
-Every ranking is one SQL query with window functions (Postgres, and SQLite >= 3.25) over the
-`ix_result_<board>_board` indexes; nothing is ranked in Python.
+The boards are a table (`BoardEntry`: each student's best result per assignment and board), kept
+up to date in the transaction that writes each result (`enter_result`), so a board is one range
+scan of its index in rank order and a rank is one count; `rebuild_boards` derives the table from the
+results again with the same rule as a window query, and the tests check that the two agree.
 """
 
 from __future__ import annotations
@@ -20,20 +22,32 @@ import functools
 import hashlib
 import hmac
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Literal
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, Subquery, and_, case, distinct, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    SQLColumnExpression,
+    and_,
+    case,
+    delete,
+    distinct,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
 from service.assignments.models import Assignment
 from service.config import Settings, get_settings
 from service.db import utcnow
 from service.errors import Forbidden
+from service.leaderboards.models import BOARDS, Board, BoardEntry
 from service.submissions.models import Result, Submission, SubmissionStatus
 from service.users.models import Role, User
-
-Board = Literal["public", "private"]
 
 RANKING_RULE = (
     "Each student's best graded submission ranks, highest score first; equal scores go to the earlier "
@@ -155,50 +169,95 @@ def _board_column(board: Board) -> InstrumentedAttribute[float | None]:
     return Result.public_score if board == "public" else Result.private_score
 
 
-def _ranked(board: Board, assignment_id: int | None = None) -> Subquery:
-    """Rank per assignment: (assignment_id, owner_id, submission_id, submitted_at, score, rank).
+def _ahead(
+    score: SQLColumnExpression[Any],
+    at: SQLColumnExpression[Any],
+    sid: SQLColumnExpression[Any],
+    *than: SQLColumnExpression[Any],
+) -> ColumnElement[bool]:
+    """(score, at, sid) ranks ahead of `than` = (score, at, sid): a higher score, or the same score
+    submitted earlier (the submission id breaks equal times, so no two entries tie)."""
+    t_score, t_at, t_sid = than
+    return or_(
+        score > t_score,
+        and_(score == t_score, or_(at < t_at, and_(at == t_at, sid < t_sid))),
+    )
 
-    The inner window picks each student's best submission (the board's score, then the earliest);
-    the outer one ranks those best submissions with the same order. ROW_NUMBER, not RANK: the
-    submission time breaks every tie, so ranks are unique.
-    """
-    score = _board_column(board)
-    nth = (
-        func.row_number()
-        .over(
-            partition_by=(Result.assignment_id, Result.owner_id),
-            order_by=(score.desc(), Result.submitted_at.asc(), Result.submission_id.asc()),
+
+def enter_result(session: Session, result: Result) -> None:
+    """Put a just-written result on its assignment's boards where it ranks ahead of the student's
+    entry there (or the student has none yet). One upsert, atomic against a concurrent worker
+    entering another result of the same student: the conflict's WHERE compares with the row as
+    committed, so the best of the two stays whichever commits first."""
+    values = [
+        {
+            "owner_id": result.owner_id,
+            "assignment_id": result.assignment_id,
+            "board": board,
+            "submission_id": result.submission_id,
+            "score": score,
+            "submitted_at": result.submitted_at,
+        }
+        for board, score in zip(BOARDS, (result.public_score, result.private_score), strict=True)
+        if score is not None
+    ]
+    if not values:
+        return
+    dialect = session.get_bind().dialect.name
+    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(BoardEntry).values(values)
+    entry, new = BoardEntry.__table__.c, stmt.excluded
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[entry.owner_id, entry.assignment_id, entry.board],
+            set_={"submission_id": new.submission_id, "score": new.score, "submitted_at": new.submitted_at},
+            where=_ahead(
+                new.score,
+                new.submitted_at,
+                new.submission_id,
+                entry.score,
+                entry.submitted_at,
+                entry.submission_id,
+            ),
         )
-        .label("nth")
     )
-    best_q = (
-        select(
-            Result.assignment_id,
-            Result.owner_id,
-            Result.submission_id,
-            Result.submitted_at,
-            score.label("score"),
-            nth,
+
+
+def rebuild_boards(session: Session) -> int:
+    """Derive every board entry from the results again (after a bulk load or restore that bypassed
+    `enter_result`); returns the number of entries. The same rule, as one window query per board:
+    each student's best result, by the board's score, then the earliest."""
+    session.execute(delete(BoardEntry))
+    for board in BOARDS:
+        score = _board_column(board)
+        nth = (
+            func.row_number()
+            .over(
+                partition_by=(Result.assignment_id, Result.owner_id),
+                order_by=(score.desc(), Result.submitted_at.asc(), Result.submission_id.asc()),
+            )
+            .label("nth")
         )
-        .join(User, User.id == Result.owner_id)
-        # NULL board score = not graded (errors never rank).
-        .where(score.is_not(None), User.role == Role.student)
-    )
-    if assignment_id is not None:
-        best_q = best_q.where(Result.assignment_id == assignment_id)
-    best = best_q.subquery("best")
-    rank = (
-        func.row_number()
-        .over(
-            partition_by=best.c.assignment_id,
-            order_by=(best.c.score.desc(), best.c.submitted_at.asc(), best.c.submission_id.asc()),
+        best = (
+            select(
+                Result.owner_id,
+                Result.assignment_id,
+                literal(board).label("board"),
+                Result.submission_id,
+                score.label("score"),
+                Result.submitted_at,
+                nth,
+            )
+            # NULL board score = not graded (errors never rank).
+            .where(score.is_not(None))
+            .subquery("best")
         )
-        .label("rank")
-    )
-    ranked_q = select(
-        best.c.assignment_id, best.c.owner_id, best.c.submission_id, best.c.submitted_at, best.c.score, rank
-    ).where(best.c.nth == 1)
-    return ranked_q.subquery("ranked")
+        columns = ("owner_id", "assignment_id", "board", "submission_id", "score", "submitted_at")
+        session.execute(
+            insert(BoardEntry).from_select(
+                list(columns), select(*(best.c[c] for c in columns)).where(best.c.nth == 1)
+            )
+        )
+    return session.scalar(select(func.count()).select_from(BoardEntry)) or 0
 
 
 def leaderboard(
@@ -221,24 +280,27 @@ def leaderboard(
     if not board_visible(assignment, board, viewer, now):
         raise board_hidden_error(assignment, settings)
     show_private = board_visible(assignment, "private", viewer, now)
-    ranked = _ranked(board, assignment.id)
+    # The board in rank order (ix_board_entry_rank); students only, so an instructor's own test
+    # submissions never take a place.
     stmt = (
         select(
-            ranked.c.rank,
-            ranked.c.owner_id,
-            ranked.c.score,
-            ranked.c.submission_id,
-            ranked.c.submitted_at,
+            BoardEntry.owner_id,
+            BoardEntry.score,
+            BoardEntry.submission_id,
+            BoardEntry.submitted_at,
             User.display_name,
             User.student_number,
             Result.public_score,
             Result.private_score,
             Submission.late,
         )
-        .join(User, User.id == ranked.c.owner_id)
-        .join(Result, Result.submission_id == ranked.c.submission_id)
-        .join(Submission, Submission.id == ranked.c.submission_id)
-        .order_by(ranked.c.rank)
+        .join(User, User.id == BoardEntry.owner_id)
+        .join(Result, Result.submission_id == BoardEntry.submission_id)
+        .join(Submission, Submission.id == BoardEntry.submission_id)
+        .where(
+            BoardEntry.assignment_id == assignment.id, BoardEntry.board == board, User.role == Role.student
+        )
+        .order_by(BoardEntry.score.desc(), BoardEntry.submitted_at.asc(), BoardEntry.submission_id.asc())
     )
     if limit is not None:
         stmt = stmt.limit(limit)
@@ -246,11 +308,11 @@ def leaderboard(
     instructor, viewer_id = viewer.is_instructor, viewer.id
     secret = settings.secret_key.get_secret_value() if settings.pseudonyms and not instructor else None
     rows = []
-    for r in session.execute(stmt):
+    for rank, r in enumerate(session.execute(stmt), start=1):
         owner_id = r.owner_id
         rows.append(
             LeaderboardRow(
-                rank=r.rank,
+                rank=rank,
                 user_id=owner_id,
                 display_name=r.display_name
                 if secret is None or owner_id == viewer_id
@@ -260,17 +322,12 @@ def leaderboard(
                 public_score=r.public_score,
                 private_score=r.private_score if show_private else None,
                 submission_id=r.submission_id,
-                submitted_at=_aware(r.submitted_at),
+                submitted_at=r.submitted_at,
                 is_viewer=owner_id == viewer_id,
                 late=r.late,
             )
         )
     return rows
-
-
-def _aware(value: datetime) -> datetime:
-    # Columns read through a subquery lose UTCDateTime on SQLite, which hands back naive UTC.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _graded() -> ColumnElement[bool]:
@@ -399,55 +456,38 @@ def gradebook_rows(session: Session) -> tuple[list[str], list[dict[str, Any]]]:
 
 
 def _public_ranks(session: Session, user: User) -> dict[int, int]:
-    """assignment_id -> `user`'s rank on the public board, for the assignments where they rank.
-
-    The same order as `_ranked`, without ranking everyone: the viewer's best result per assignment
-    (a window over their own few rows), then 1 + the number of other students with a result that
-    ranks ahead of it. A student ranks ahead exactly when some result of theirs does, because their
-    best one is at least as far ahead. Each EXISTS probes `ix_result_public_board` at (assignment,
-    student) from the viewer's score upwards, so the cost follows the rows ahead, not the board.
-    """
+    """assignment_id -> `user`'s rank on the public board, for the assignments where they rank:
+    1 + the students whose entry ranks ahead of theirs (a count over the part of
+    ix_board_entry_rank above their score, at most one row per student)."""
     if user.role != Role.student:
         return {}
-    nth = (
-        func.row_number()
-        .over(
-            partition_by=Result.assignment_id,
-            order_by=(Result.public_score.desc(), Result.submitted_at.asc(), Result.submission_id.asc()),
-        )
-        .label("nth")
-    )
-    # From assignment: one index probe per (assignment, viewer), the leading columns of the index.
-    mine_q = (
-        select(Result.assignment_id, Result.public_score, Result.submitted_at, Result.submission_id, nth)
-        .select_from(Assignment)
-        .join(Result, and_(Result.assignment_id == Assignment.id, Result.owner_id == user.id))
-        .where(Result.public_score.is_not(None))
-    )
-    mine = mine_q.subquery("mine")
-    other = aliased(Result, name="other")
+    mine = aliased(BoardEntry, name="mine")
+    other = aliased(BoardEntry, name="other")
     ahead = (
-        select(other.id)
+        select(func.count())
+        .select_from(other)
+        .join(User, User.id == other.owner_id)
         .where(
-            other.assignment_id == mine.c.assignment_id,
-            other.owner_id == User.id,
-            # The index range; the OR below then keeps exactly the rows ordered before the viewer's.
-            other.public_score >= mine.c.public_score,
-            or_(
-                other.public_score > mine.c.public_score,
-                other.submitted_at < mine.c.submitted_at,
-                and_(other.submitted_at == mine.c.submitted_at, other.submission_id < mine.c.submission_id),
+            other.assignment_id == mine.assignment_id,
+            other.board == mine.board,
+            User.role == Role.student,
+            # The index range; `_ahead` then keeps exactly the entries ordered before the viewer's.
+            other.score >= mine.score,
+            _ahead(
+                other.score,
+                other.submitted_at,
+                other.submission_id,
+                mine.score,
+                mine.submitted_at,
+                mine.submission_id,
             ),
         )
-        .correlate(User, mine)
-        .exists()
-    )
-    students_ahead = (
-        select(func.count(User.id))
-        .where(User.role == Role.student, User.id != user.id, ahead)
+        .correlate(mine)
         .scalar_subquery()
     )
-    rows = session.execute(select(mine.c.assignment_id, students_ahead).where(mine.c.nth == 1))
+    rows = session.execute(
+        select(mine.assignment_id, ahead).where(mine.owner_id == user.id, mine.board == "public")
+    )
     return {assignment_id: n + 1 for assignment_id, n in rows}
 
 

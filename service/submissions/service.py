@@ -27,6 +27,7 @@ from service.assignments.models import Assignment, LatePolicy
 from service.config import Settings
 from service.db import utcnow
 from service.errors import DailyLimitReached, DeadlinePassed, EmptyFile, NotAZip, TooLarge, WrongArchiveKind
+from service.leaderboards.service import enter_result
 from service.storage import BlobStore, BlobTooLarge
 from service.submissions.models import Result, Submission, SubmissionStatus
 from service.users.models import User
@@ -320,6 +321,7 @@ def _finish(
     result.assignment_id, result.owner_id, result.submitted_at = row
     session.add(result)
     session.flush()
+    enter_result(session, result)
     return True
 
 

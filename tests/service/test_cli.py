@@ -9,13 +9,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import delete
 
 from grader.datasets import generate_phone_price_frame
 from reference.examples import EXAMPLES_DIR, zip_folder
 from service.cli import main
 from service.config import Settings, get_settings
 from service.db import create_db_engine, create_session_factory, unit_of_work
+from service.leaderboards.models import BoardEntry
 from service.users import service as users_service
+from tests.service.factories import create_assignment, create_user
+from tests.service.test_leaderboards import board_entries, graded
 
 
 @pytest.fixture
@@ -46,6 +50,28 @@ def _user_for(home: Path, token: str) -> str | None:
 
 def test_db_check_passes_after_upgrade(home: Path) -> None:
     assert main(["db", "check"]) == 0
+
+
+def test_db_rebuild_boards_restores_a_board_a_bulk_load_left_empty(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    engine = create_db_engine(Settings(home=home).database_url)
+    try:
+        with unit_of_work(create_session_factory(engine)) as session:
+            a = create_assignment(session, "activations", daily_limit=10)
+            student, _ = create_user(session)
+            graded(session, Settings(home=home), student, a, 0.8, 0)
+            graded(session, Settings(home=home), student, a, 0.9, 1)
+            session.flush()
+            kept = board_entries(session)
+            # What a restore from a dump of the other tables (or a bulk COPY) leaves behind.
+            session.execute(delete(BoardEntry))
+        assert main(["db", "rebuild-boards"]) == 0
+        assert capsys.readouterr().out.startswith("2 board entries")
+        with unit_of_work(create_session_factory(engine)) as session:
+            assert board_entries(session) == kept and {e[4] for e in kept} == {0.9}
+    finally:
+        engine.dispose()
 
 
 def test_users_add_prints_a_working_token_once(home: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,6 +4,8 @@ students may see them, pseudonyms, top N, a student's own scores, and the same q
 from __future__ import annotations
 
 import io
+import random
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,11 +20,12 @@ from service.assignments.models import Assignment
 from service.config import Settings
 from service.db import create_db_engine, upgrade_db
 from service.leaderboards import service as boards
+from service.leaderboards.models import BoardEntry
 from service.submissions import service as submissions
 from service.submissions.models import Submission
 from service.users.models import Role, User
 from tests.service.factories import auth, create_assignment, create_instructor, create_user
-from tests.service.helpers import make_zip
+from tests.service.helpers import fresh_database, make_zip
 
 T0 = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)  # 10:00 in Beijing
 
@@ -330,11 +333,13 @@ def test_the_leaderboard_query_on_sqlite(tmp_path: Path) -> None:
 
             plan = db.execute(
                 text(
-                    "EXPLAIN QUERY PLAN SELECT owner_id FROM result WHERE assignment_id = 1 "
-                    "ORDER BY owner_id, public_score DESC, submitted_at, submission_id"
+                    "EXPLAIN QUERY PLAN SELECT owner_id FROM board_entry WHERE assignment_id = 1 "
+                    "AND board = 'public' ORDER BY score DESC, submitted_at, submission_id"
                 )
             ).all()
-            assert any("ix_result_public_board" in str(step) for step in plan), plan
+            # The board is read in rank order straight off its index: no sort step.
+            assert any("ix_board_entry_rank" in str(step) for step in plan), plan
+            assert not any("TEMP B-TREE" in str(step) for step in plan), plan
     finally:
         engine.dispose()
 
@@ -413,3 +418,113 @@ def test_my_rank_is_the_boards_rank_on_sqlite(tmp_path: Path) -> None:
             assert ranks == [4, 5, 2, 6, 3, 1, None]
     finally:
         engine.dispose()
+
+
+def board_entries(db: Session) -> set[tuple[Any, ...]]:
+    rows = db.execute(
+        select(
+            BoardEntry.assignment_id,
+            BoardEntry.board,
+            BoardEntry.owner_id,
+            BoardEntry.submission_id,
+            BoardEntry.score,
+            BoardEntry.submitted_at,
+        )
+    )
+    return {tuple(r) for r in rows}
+
+
+def random_course(db: Session, settings: Settings, seed: int) -> dict[tuple[int, str, int], int]:
+    """phone-price with 12 students and 80 submissions at colliding minutes and scores, graded in a
+    shuffled order (as parallel workers finish them), some erroring; returns the expected board
+    entries {(assignment, board, owner): submission} by the ranking rule, computed in Python."""
+    rng = random.Random(seed)
+    a = create_assignment(db, "phone-price", daily_limit=1000)
+    owners = [create_user(db)[0] for _ in range(12)]
+    subs = []
+    for _ in range(80):
+        sub = submit(db, settings, rng.choice(owners), a, T0 + timedelta(minutes=rng.randrange(6)))
+        subs.append((sub, rng.choice([0.5, 0.75, 0.9]), rng.choice([0.5, 0.75, 0.9]), rng.random() < 0.15))
+    rng.shuffle(subs)
+    best: dict[tuple[int, str, int], tuple[Any, ...]] = {}
+    for sub, public, private, errored in subs:
+        if errored:
+            grade(db, sub, 0.0, error="crashed")
+            continue
+        grade(db, sub, (public + private) / 2, public=public, private=private)
+        for name, score in (("public", public), ("private", private)):
+            key = (a.id, name, sub.owner_id)
+            rank_key = (-score, sub.created_at, sub.id)
+            if key not in best or rank_key < best[key]:
+                best[key] = rank_key
+    db.commit()
+    return {key: rank_key[2] for key, rank_key in best.items()}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_board_table_is_each_students_best_result(db: Session, settings: Settings, seed: int) -> None:
+    expected = random_course(db, settings, seed)
+    kept = board_entries(db)
+    assert {(a, b, o): s for a, b, o, s, *_ in kept} == expected
+    # Derived again from the results with the window query: the same rows, to the timestamp.
+    assert boards.rebuild_boards(db) == len(expected)
+    assert board_entries(db) == kept
+
+
+def test_the_board_table_on_sqlite(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'entries.sqlite3'}"
+    upgrade_db(url)
+    engine = create_db_engine(url)
+    settings = Settings(env="test", home=tmp_path / "home", database_url=url)
+    try:
+        with Session(engine) as db:
+            expected = random_course(db, settings, 4)
+            kept = board_entries(db)
+            assert {(a, b, o): s for a, b, o, s, *_ in kept} == expected
+            assert boards.rebuild_boards(db) == len(expected)
+            assert board_entries(db) == kept
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("first, second", [(0.7, 0.9), (0.9, 0.7)])
+def test_two_workers_finishing_one_students_results_at_once_keep_the_best(
+    first: float, second: float, tmp_path: Path
+) -> None:
+    """Worker 1 has written its result but not committed when worker 2 writes a result of the same
+    student: worker 2's upsert waits on the entry's row and then compares with what worker 1
+    committed, so the better of the two is on the board whichever order they finish in."""
+    with fresh_database() as url:
+        engine = create_db_engine(url)
+        settings = Settings(env="test", home=tmp_path / "home", database_url=url)
+        try:
+            with Session(engine) as setup:
+                a = create_assignment(setup, "activations", daily_limit=100)
+                student, _ = create_user(setup)
+                one = submit(setup, settings, student, a, T0)
+                two = submit(setup, settings, student, a, T0 + timedelta(minutes=1))
+                setup.commit()
+                ids = (one.id, two.id)
+            with Session(engine) as w1, Session(engine) as w2:
+                grade(w1, w1.get_one(Submission, ids[0]), first)  # not committed yet
+                done = threading.Event()
+
+                def worker_2() -> None:
+                    grade(w2, w2.get_one(Submission, ids[1]), second)
+                    w2.commit()
+                    done.set()
+
+                thread = threading.Thread(target=worker_2)
+                thread.start()
+                assert not done.wait(1.0), "worker 2 should wait for worker 1's entry"
+                w1.commit()
+                thread.join(30)
+                assert done.is_set()
+            with Session(engine) as check:
+                best = ids[0] if first > second else ids[1]
+                assert {(b, s, sc) for _, b, _, s, sc, _ in board_entries(check)} == {
+                    ("public", best, max(first, second)),
+                    ("private", best, max(first, second)),
+                }
+        finally:
+            engine.dispose()
