@@ -1,11 +1,12 @@
-"""the leaderboards as a table: board_entry, each student's best result per assignment and board
+"""board_entry (the leaderboards as a table: each student's best result per board) and ix_result_owner
 
 Until now every board and every rank picked each student's best result out of all results with a
 window query (100,000 results: a board took 364 ms at p99 under load). board_entry holds just the
 best result per (student, assignment, board), kept up to date in the transaction that writes each
 result, so a board is a range scan of ix_board_entry_rank and a rank is a count over it. Existing
 results are backfilled with the ranking rule: the board's score, then the earliest submission, then
-the lowest submission id.
+the lowest submission id. ix_result_owner lets GET /me/scores read a student's best score and passed
+flag per assignment from an index, not from their few hundred scattered (and large) result rows.
 
 Revision ID: 0005
 Revises: 0004
@@ -57,6 +58,10 @@ def upgrade() -> None:
         "board_entry",
         ["assignment_id", "board", sa.text("score DESC"), "submitted_at", "submission_id"],
     )
+    # GET /me/scores reads a student's best score and passed flag per assignment from this index alone.
+    op.create_index(
+        "ix_result_owner", "result", ["owner_id", "assignment_id", "public_score", "score", "passed"]
+    )
     for board in ("public", "private"):
         op.execute(
             "INSERT INTO board_entry (owner_id, assignment_id, board, submission_id, score, submitted_at) "
@@ -70,5 +75,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_result_owner", table_name="result")
     op.drop_index("ix_board_entry_rank", table_name="board_entry")
     op.drop_table("board_entry")

@@ -27,8 +27,12 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Integer,
+    Select,
     SQLColumnExpression,
+    String,
     and_,
+    bindparam,
     case,
     delete,
     distinct,
@@ -260,6 +264,36 @@ def rebuild_boards(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(BoardEntry)) or 0
 
 
+@functools.cache
+def _board_statement(*, limited: bool) -> Select[*tuple[Any, ...]]:
+    """One board (`:assignment_id`, `:board`) in rank order, straight off ix_board_entry_rank, the
+    top `:limit` when `limited`. Students only, so an instructor's own test submissions never take a
+    place. Built once: composing the statement costs more than running it."""
+    stmt = (
+        select(
+            BoardEntry.owner_id,
+            BoardEntry.score,
+            BoardEntry.submission_id,
+            BoardEntry.submitted_at,
+            User.display_name,
+            User.student_number,
+            Result.public_score,
+            Result.private_score,
+            Submission.late,
+        )
+        .join(User, User.id == BoardEntry.owner_id)
+        .join(Result, Result.submission_id == BoardEntry.submission_id)
+        .join(Submission, Submission.id == BoardEntry.submission_id)
+        .where(
+            BoardEntry.assignment_id == bindparam("assignment_id", type_=Integer),
+            BoardEntry.board == bindparam("board", type_=String),
+            User.role == Role.student,
+        )
+        .order_by(BoardEntry.score.desc(), BoardEntry.submitted_at.asc(), BoardEntry.submission_id.asc())
+    )
+    return stmt.limit(bindparam("limit", type_=Integer)) if limited else stmt
+
+
 def leaderboard(
     session: Session,
     assignment: Assignment,
@@ -280,35 +314,15 @@ def leaderboard(
     if not board_visible(assignment, board, viewer, now):
         raise board_hidden_error(assignment, settings)
     show_private = board_visible(assignment, "private", viewer, now)
-    # The board in rank order (ix_board_entry_rank); students only, so an instructor's own test
-    # submissions never take a place.
-    stmt = (
-        select(
-            BoardEntry.owner_id,
-            BoardEntry.score,
-            BoardEntry.submission_id,
-            BoardEntry.submitted_at,
-            User.display_name,
-            User.student_number,
-            Result.public_score,
-            Result.private_score,
-            Submission.late,
-        )
-        .join(User, User.id == BoardEntry.owner_id)
-        .join(Result, Result.submission_id == BoardEntry.submission_id)
-        .join(Submission, Submission.id == BoardEntry.submission_id)
-        .where(
-            BoardEntry.assignment_id == assignment.id, BoardEntry.board == board, User.role == Role.student
-        )
-        .order_by(BoardEntry.score.desc(), BoardEntry.submitted_at.asc(), BoardEntry.submission_id.asc())
-    )
+    params: dict[str, Any] = {"assignment_id": assignment.id, "board": board}
     if limit is not None:
-        stmt = stmt.limit(limit)
+        params["limit"] = limit
+    result = session.execute(_board_statement(limited=limit is not None), params)
     # Per request, not per row: what this viewer may see.
     instructor, viewer_id = viewer.is_instructor, viewer.id
     secret = settings.secret_key.get_secret_value() if settings.pseudonyms and not instructor else None
     rows = []
-    for rank, r in enumerate(session.execute(stmt), start=1):
+    for rank, r in enumerate(result, start=1):
         owner_id = r.owner_id
         rows.append(
             LeaderboardRow(
@@ -406,9 +420,9 @@ def eligibility(session: Session) -> list[EligibilityRow]:
     return out
 
 
-def _best_by_student_assignment(session: Session, owner_id: int | None = None) -> dict[tuple[int, int], Any]:
-    """(owner_id, assignment_id) -> row(best, passed, submissions) over all submissions."""
-    stmt = (
+def _best_per_assignment() -> Select[*tuple[Any, ...]]:
+    """Per (owner, assignment): best graded score, passed (0/1) and number of submissions."""
+    return (
         select(
             Submission.owner_id,
             Submission.assignment_id,
@@ -419,9 +433,11 @@ def _best_by_student_assignment(session: Session, owner_id: int | None = None) -
         .outerjoin(Result, Result.submission_id == Submission.id)
         .group_by(Submission.owner_id, Submission.assignment_id)
     )
-    if owner_id is not None:
-        stmt = stmt.where(Submission.owner_id == owner_id)
-    return {(r.owner_id, r.assignment_id): r for r in session.execute(stmt)}
+
+
+def _best_by_student_assignment(session: Session) -> dict[tuple[int, int], Any]:
+    """(owner_id, assignment_id) -> row(best, passed, submissions) over all submissions."""
+    return {(r.owner_id, r.assignment_id): r for r in session.execute(_best_per_assignment())}
 
 
 def gradebook_rows(session: Session) -> tuple[list[str], list[dict[str, Any]]]:
@@ -455,12 +471,35 @@ def gradebook_rows(session: Session) -> tuple[list[str], list[dict[str, Any]]]:
     return slugs, rows
 
 
-def _public_ranks(session: Session, user: User) -> dict[int, int]:
-    """assignment_id -> `user`'s rank on the public board, for the assignments where they rank:
-    1 + the students whose entry ranks ahead of theirs (a count over the part of
-    ix_board_entry_rank above their score, at most one row per student)."""
-    if user.role != Role.student:
-        return {}
+@functools.cache
+def _my_scores_statement() -> Select[*tuple[Any, ...]]:
+    """Every assignment with the viewer's (`:owner_id`) best score, passed flag, submission count and
+    public rank, in one round trip. Built once: composing it costs more than running it.
+
+    The rank is 1 + the students whose entry ranks ahead of the viewer's: a count over the part of
+    ix_board_entry_rank above their score (at most one row per student)."""
+    owner_id = bindparam("owner_id", type_=Integer)
+    # Two index-only scans of the viewer's rows (ix_submission_owner_assignment_created and
+    # ix_result_owner): a join of their few hundred submissions to their results would read that many
+    # result rows from the heap. A result has board scores exactly when it was graded
+    # (`submissions.service.board_scores`), so `public_score IS NOT NULL` is "graded" here.
+    counts = (
+        select(Submission.assignment_id, func.count().label("submissions"))
+        .where(Submission.owner_id == owner_id)
+        .group_by(Submission.assignment_id)
+        .subquery("counts")
+    )
+    graded = Result.public_score.is_not(None)
+    best = (
+        select(
+            Result.assignment_id,
+            func.max(Result.score).label("best"),
+            func.max(case((Result.passed.is_(True), 1), else_=0)).label("passed"),
+        )
+        .where(Result.owner_id == owner_id, graded)
+        .group_by(Result.assignment_id)
+        .subquery("best")
+    )
     mine = aliased(BoardEntry, name="mine")
     other = aliased(BoardEntry, name="other")
     ahead = (
@@ -485,35 +524,42 @@ def _public_ranks(session: Session, user: User) -> dict[int, int]:
         .correlate(mine)
         .scalar_subquery()
     )
-    rows = session.execute(
-        select(mine.assignment_id, ahead).where(mine.owner_id == user.id, mine.board == "public")
+    return (
+        select(
+            Assignment.slug,
+            Assignment.title,
+            Assignment.title_zh,
+            Assignment.deadline,
+            best.c.best,
+            best.c.passed,
+            counts.c.submissions,
+            case((mine.owner_id.is_not(None), ahead + 1)).label("public_rank"),
+        )
+        .outerjoin(counts, counts.c.assignment_id == Assignment.id)
+        .outerjoin(best, best.c.assignment_id == Assignment.id)
+        .outerjoin(
+            mine,
+            and_(mine.assignment_id == Assignment.id, mine.owner_id == owner_id, mine.board == "public"),
+        )
+        .order_by(Assignment.id)
     )
-    return {assignment_id: n + 1 for assignment_id, n in rows}
 
 
 def student_scores(session: Session, user: User) -> list[dict[str, Any]]:
     """`user`'s standing per assignment: a dict with assignment (slug), title, title_zh, deadline,
-    best_score (best graded, or None), passed, public_rank (None when not on the board), submissions."""
-    assignments = session.execute(
-        select(
-            Assignment.id, Assignment.slug, Assignment.title, Assignment.title_zh, Assignment.deadline
-        ).order_by(Assignment.id)
-    ).all()
-    best = _best_by_student_assignment(session, owner_id=user.id)
-    ranks = _public_ranks(session, user)
-    out = []
-    for a in assignments:
-        r = best.get((user.id, a.id))
-        out.append(
-            {
-                "assignment": a.slug,
-                "title": a.title,
-                "title_zh": a.title_zh,
-                "deadline": a.deadline,
-                "best_score": float(r.best) if r is not None and r.best is not None else None,
-                "passed": bool(r is not None and r.passed),
-                "public_rank": ranks.get(a.id),
-                "submissions": r.submissions if r is not None else 0,
-            }
-        )
-    return out
+    best_score (best graded, or None), passed, public_rank (None when not on the board; never for
+    instructors), submissions."""
+    student = user.role == Role.student
+    return [
+        {
+            "assignment": r.slug,
+            "title": r.title,
+            "title_zh": r.title_zh,
+            "deadline": r.deadline,
+            "best_score": float(r.best) if r.best is not None else None,
+            "passed": bool(r.passed),
+            "public_rank": r.public_rank if student else None,
+            "submissions": r.submissions or 0,
+        }
+        for r in session.execute(_my_scores_statement(), {"owner_id": user.id})
+    ]

@@ -156,3 +156,13 @@ for _board_score in (Result.public_score, Result.private_score):
         Result.submitted_at,
         Result.submission_id,
     )
+# A student's own results per assignment (GET /me/scores: best score, passed), read from the index
+# alone: the result rows themselves are large (checks, metrics, logs) and scattered.
+Index(
+    "ix_result_owner",
+    Result.owner_id,
+    Result.assignment_id,
+    Result.public_score,
+    Result.score,
+    Result.passed,
+)
