@@ -283,6 +283,12 @@ class Phase:
     errors: dict[str, int] = field(default_factory=dict)
     wall_s: float = 0.0
     note: str = ""
+    # CPU seconds spent during the phase by the API processes, this load client, and Postgres.
+    cpu: dict[str, float] = field(default_factory=dict)
+
+    def cpu_ms_per_request(self, who: str) -> str:
+        n = len(self.latencies) + sum(self.errors.values())
+        return f"{self.cpu[who] / n * 1000:.1f}" if n and who in self.cpu else "-"
 
     @property
     def rps(self) -> float:
@@ -297,8 +303,10 @@ async def run_phase(
     expect: int,
     base_url: str,
     rate: float | None,
+    cpu_probe: Any = None,
 ) -> Phase:
-    """`total` requests from CLIENTS concurrent clients; back to back, or paced to `rate` req/s overall."""
+    """`total` requests from CLIENTS concurrent clients; back to back, or paced to `rate` req/s overall.
+    `cpu_probe()` -> {who: CPU seconds so far}, read before and after (the phase's CPU per request)."""
     import httpx
 
     phase = Phase(name, mode)
@@ -329,9 +337,12 @@ async def run_phase(
                     # exponential gaps: the clients together offer `rate` requests per second
                     await asyncio.sleep(max(0.0, rng.expovariate(rate / CLIENTS) - elapsed))
 
+        before = cpu_probe() if cpu_probe else {}
         t0 = time.perf_counter()
         await asyncio.gather(*(one_client(c) for c in range(CLIENTS)))
         phase.wall_s = time.perf_counter() - t0
+        after = cpu_probe() if cpu_probe else {}
+        phase.cpu = {who: after[who] - before[who] for who in after}
     return phase
 
 
@@ -344,7 +355,9 @@ def api_paths(base_url: str) -> set[str]:
         return set()
 
 
-async def drive(plan: Plan, seeded: Seeded, base_url: str) -> tuple[list[Phase], list[str]]:
+async def drive(
+    plan: Plan, seeded: Seeded, base_url: str, cpu_probe: Any = None
+) -> tuple[list[Phase], list[str]]:
     rng = random.Random(SEED + 1)
     notes: list[str] = []
     paths = api_paths(base_url)
@@ -409,14 +422,18 @@ async def drive(plan: Plan, seeded: Seeded, base_url: str) -> tuple[list[Phase],
         # a short unmeasured warm-up: connection pools, first queries, code paths
         await run_phase(label, "warm-up", 2 * CLIENTS, fn, 200, base_url, None)
         print(f"  {label} ...", flush=True)
-        phases.append(await run_phase(label, "saturated", plan.requests, fn, 200, base_url, None))
-        phases.append(await run_phase(label, "paced", plan.paced_requests, fn, 200, base_url, plan.rate))
+        phases.append(await run_phase(label, "saturated", plan.requests, fn, 200, base_url, None, cpu_probe))
+        phases.append(
+            await run_phase(label, "paced", plan.paced_requests, fn, 200, base_url, plan.rate, cpu_probe)
+        )
     label = "POST 1 MB zip (202 ack)"
     print(f"  {label} ...", flush=True)
     await run_phase(label, "warm-up", CLIENTS, upload, 202, base_url, None)
-    phases.append(await run_phase(label, "saturated", plan.uploads, upload, 202, base_url, None))
+    phases.append(await run_phase(label, "saturated", plan.uploads, upload, 202, base_url, None, cpu_probe))
     phases.append(
-        await run_phase(label, "paced", plan.paced_uploads, upload, 202, base_url, plan.upload_rate)
+        await run_phase(
+            label, "paced", plan.paced_uploads, upload, 202, base_url, plan.upload_rate, cpu_probe
+        )
     )
     for ph in phases:
         if ph.mode == "paced":
@@ -429,12 +446,13 @@ async def drive(plan: Plan, seeded: Seeded, base_url: str) -> tuple[list[Phase],
 
 
 def report(phases: list[Phase], notes: list[str]) -> tuple[str, str, list[tuple[str, bool]]]:
-    header = ["endpoint", "mode", "n", "req/s", "p50", "p90", "p99", "max", "errors", "target", "verdict"]
+    header = ["endpoint", "mode", "n", "req/s", "p50", "p90", "p99", "max", "errors"]
+    header += ["CPU ms/req: API", "client", "Postgres", "target", "verdict"]
     rows = []
     checks: list[tuple[str, bool]] = []
     for ph in phases:
         if not ph.latencies:
-            rows.append([ph.name, ph.mode, "0", "-", "-", "-", "-", "-", json.dumps(ph.errors), "-", "-"])
+            rows.append([ph.name, ph.mode, "0", "-", "-", "-", "-", "-", json.dumps(ph.errors), *"-----"])
             continue
         p99 = common.percentile(ph.latencies, 99)
         upload = ph.name.startswith("POST")
@@ -452,6 +470,9 @@ def report(phases: list[Phase], notes: list[str]) -> tuple[str, str, list[tuple[
                 common.ms(p99),
                 common.ms(max(ph.latencies)),
                 json.dumps(ph.errors) if ph.errors else "0",
+                ph.cpu_ms_per_request("api"),
+                ph.cpu_ms_per_request("client"),
+                ph.cpu_ms_per_request("postgres"),
                 f"p99 <= {common.ms(target)}",
                 common.verdict(ok),
             ]
@@ -528,7 +549,15 @@ def main(argv: list[str] | None = None) -> int:
                     return False
 
             common.wait_for(up, 60, "the API", interval=0.2)
-            phases, notes = asyncio.run(drive(plan, seeded, base_url))
+
+            def cpu_probe() -> dict[str, float]:
+                return {
+                    "api": common.cpu_seconds([api.pid, *common.descendants(api.pid)]),
+                    "client": time.process_time(),
+                    "postgres": common.cpu_seconds(common.pids_named("postgres")),
+                }
+
+            phases, notes = asyncio.run(drive(plan, seeded, base_url, cpu_probe))
             api_mem = common.tree_memory(api.pid)
         finally:
             api.stop()
@@ -558,7 +587,9 @@ def main(argv: list[str] | None = None) -> int:
             f"API: {plan.workers} uvicorn process(es) on loopback (as compose's HWGRADE_API_WORKERS); {CLIENTS} concurrent httpx clients (asyncio, one process) on "
             "the same shared 2-core machine, so client, server and Postgres share the cores with other people's work. "
             "`saturated`: back-to-back requests (latency includes queueing at a server at capacity); `paced`: the "
-            "clients together offer the stated rate with exponential gaps.",
+            "clients together offer the stated rate with exponential gaps. `CPU ms/req`: CPU time of the API "
+            "processes, of this load client and of every Postgres process during the phase, per request: where "
+            "the 2 cores went, independent of queueing.",
             "",
             md,
             "",

@@ -289,6 +289,32 @@ def _ppid_map() -> dict[int, list[int]]:
     return children
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of `pids` (those still alive), from /proc."""
+    total = 0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def pids_named(name: str) -> list[int]:
+    """PIDs whose command name is `name` (e.g. every Postgres backend on this machine)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if Path(f"/proc/{entry}/comm").read_text().strip() == name:
+                    out.append(int(entry))
+            except OSError:
+                continue
+    return out
+
+
 def descendants(pid: int) -> list[int]:
     children = _ppid_map()
     out, todo = [], [pid]
