@@ -290,7 +290,8 @@ def _ppid_map() -> dict[int, list[int]]:
 
 
 def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of `pids` (those still alive), from /proc."""
+    """User + system CPU time of `pids` (those still alive), and of their children that ended (a
+    Postgres backend that exits is counted by the postmaster that reaped it), from /proc."""
     total = 0
     for pid in pids:
         try:
@@ -298,7 +299,7 @@ def cpu_seconds(pids: list[int]) -> float:
         except OSError:
             continue
         fields = stat[stat.rfind(")") + 2 :].split()
-        total += int(fields[11]) + int(fields[12])
+        total += sum(int(f) for f in fields[11:15])
     return total / os.sysconf("SC_CLK_TCK")
 
 

@@ -33,6 +33,13 @@ class Settings(BaseSettings):
     data_dir: Path | None = None
     secret_key: SecretStr = SecretStr(DEFAULT_SECRET)
 
+    # Database connections each API process keeps open. A burst of requests beyond pool + overflow waits
+    # for a connection; overflow connections are closed when returned, so a pool smaller than the usual
+    # concurrency means a Postgres backend started and ended per request. The default (2 API processes
+    # x 20) stays well under Postgres's default max_connections = 100 with the workers' connections.
+    db_pool_size: int = Field(default=16, ge=1)
+    db_max_overflow: int = Field(default=4, ge=0)
+
     max_upload_mb: float = Field(default=50.0, gt=0)
     # Submissions per student, assignment and calendar day in `day_timezone`.
     day_timezone: str = "Asia/Shanghai"

@@ -42,7 +42,9 @@ def create_app(
     )
     app.state.settings = settings
     app.state.session_factory = session_factory or create_session_factory(
-        create_db_engine(settings.database_url)
+        create_db_engine(
+            settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+        )
     )
     app.state.celery = celery or create_celery(settings)
     install_error_handlers(app)

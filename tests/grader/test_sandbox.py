@@ -137,7 +137,9 @@ def test_hidden_labels_cannot_be_read_by_path_or_found_by_search(
                 found.append(os.path.join(top, f))
     print('FOUND', found)
     """
-    report = run(phone_zip(top=code), data_dir=data_dir)
+    # The walk visits the whole runtime the sandbox binds (/usr included): on a machine whose /usr
+    # holds a cloud SDK (1.9 GB, 28,000 directories) that alone takes ~40 s, so this test allows more.
+    report = run(phone_zip(top=code), data_dir=data_dir, spec=SPEC.model_copy(update={"timeout_s": 180.0}))
     assert report.status == "graded", report.error
     assert "LEAK-PATH" not in report.logs_tail
     assert report.logs_tail.count("DENIED") == len(probes)
