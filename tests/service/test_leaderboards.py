@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import random
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,19 @@ from tests.service.factories import auth, create_assignment, create_instructor, 
 from tests.service.helpers import fresh_database, make_zip
 
 T0 = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)  # 10:00 in Beijing
+
+
+@contextmanager
+def sqlite_course(tmp_path: Path, name: str) -> Iterator[tuple[Session, Settings]]:
+    """A session on a fresh, migrated SQLite database (the embedded default), and settings for it."""
+    url = f"sqlite:///{tmp_path / name}.sqlite3"
+    upgrade_db(url)
+    engine = create_db_engine(url)
+    try:
+        with Session(engine) as db:
+            yield db, Settings(env="test", home=tmp_path / "home", database_url=url)
+    finally:
+        engine.dispose()
 
 
 def submit(db: Session, settings: Settings, owner: User, assignment: Assignment, at: datetime) -> Submission:
@@ -308,40 +323,33 @@ def test_assignment_stats(db: Session, course: dict[str, Any]) -> None:
 
 
 def test_the_leaderboard_query_on_sqlite(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'lb.sqlite3'}"
-    upgrade_db(url)
-    engine = create_db_engine(url)
-    settings = Settings(env="test", home=tmp_path / "home", database_url=url)
-    try:
-        with Session(engine) as db:
-            a = create_assignment(db, "phone-price", daily_limit=100)
-            (x, _), (y, _), (z, _) = create_user(db), create_user(db), create_user(db)
-            teacher, _ = create_instructor(db)
-            sx = graded(db, settings, x, a, 0.875, 0, public=0.95, private=0.80)
-            y1 = graded(db, settings, y, a, 0.91, 1, public=0.90, private=0.92)
-            y2 = graded(db, settings, y, a, 0.89, 2, public=0.93, private=0.85)
-            z3 = graded(db, settings, z, a, 0.875, 3, public=0.95, private=0.80)  # ties with x, later
-            graded(db, settings, z, a, 0.0, 4, error="crashed")
-            db.commit()
+    with sqlite_course(tmp_path, "lb") as (db, settings):
+        a = create_assignment(db, "phone-price", daily_limit=100)
+        (x, _), (y, _), (z, _) = create_user(db), create_user(db), create_user(db)
+        teacher, _ = create_instructor(db)
+        sx = graded(db, settings, x, a, 0.875, 0, public=0.95, private=0.80)
+        y1 = graded(db, settings, y, a, 0.91, 1, public=0.90, private=0.92)
+        y2 = graded(db, settings, y, a, 0.89, 2, public=0.93, private=0.85)
+        z3 = graded(db, settings, z, a, 0.875, 3, public=0.95, private=0.80)  # ties with x, later
+        graded(db, settings, z, a, 0.0, 4, error="crashed")
+        db.commit()
 
-            public = boards.leaderboard(db, a, board="public", limit=None, viewer=teacher, settings=settings)
-            assert [(r.rank, r.submission_id) for r in public] == [(1, sx.id), (2, z3.id), (3, y2.id)]
-            assert public[0].submitted_at == T0 and public[0].submitted_at.tzinfo is not None
-            private = boards.leaderboard(db, a, board="private", limit=2, viewer=teacher, settings=settings)
-            assert [(r.rank, r.submission_id) for r in private] == [(1, y1.id), (2, sx.id)]
-            assert [r["public_rank"] for r in boards.student_scores(db, y)] == [3]
+        public = boards.leaderboard(db, a, board="public", limit=None, viewer=teacher, settings=settings)
+        assert [(r.rank, r.submission_id) for r in public] == [(1, sx.id), (2, z3.id), (3, y2.id)]
+        assert public[0].submitted_at == T0 and public[0].submitted_at.tzinfo is not None
+        private = boards.leaderboard(db, a, board="private", limit=2, viewer=teacher, settings=settings)
+        assert [(r.rank, r.submission_id) for r in private] == [(1, y1.id), (2, sx.id)]
+        assert [r["public_rank"] for r in boards.student_scores(db, y)] == [3]
 
-            plan = db.execute(
-                text(
-                    "EXPLAIN QUERY PLAN SELECT owner_id FROM board_entry WHERE assignment_id = 1 "
-                    "AND board = 'public' ORDER BY score DESC, submitted_at, submission_id"
-                )
-            ).all()
-            # The board is read in rank order straight off its index: no sort step.
-            assert any("ix_board_entry_rank" in str(step) for step in plan), plan
-            assert not any("TEMP B-TREE" in str(step) for step in plan), plan
-    finally:
-        engine.dispose()
+        plan = db.execute(
+            text(
+                "EXPLAIN QUERY PLAN SELECT owner_id FROM board_entry WHERE assignment_id = 1 "
+                "AND board = 'public' ORDER BY score DESC, submitted_at, submission_id"
+            )
+        ).all()
+        # The board is read in rank order straight off its index: no sort step.
+        assert any("ix_board_entry_rank" in str(step) for step in plan), plan
+        assert not any("TEMP B-TREE" in str(step) for step in plan), plan
 
 
 def tie_course(db: Session, settings: Settings) -> tuple[list[tuple[User, str]], User]:
@@ -406,18 +414,11 @@ def test_my_rank_is_the_boards_rank_with_ties(client: TestClient, db: Session, s
 
 
 def test_my_rank_is_the_boards_rank_on_sqlite(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'ranks.sqlite3'}"
-    upgrade_db(url)
-    engine = create_db_engine(url)
-    settings = Settings(env="test", home=tmp_path / "home", database_url=url)
-    try:
-        with Session(engine) as db:
-            students, _ = tie_course(db, settings)
-            assert_my_ranks_match_the_boards(db, settings, students)
-            ranks = [boards.student_scores(db, s)[0]["public_rank"] for s, _ in students]
-            assert ranks == [4, 5, 2, 6, 3, 1, None]
-    finally:
-        engine.dispose()
+    with sqlite_course(tmp_path, "ranks") as (db, settings):
+        students, _ = tie_course(db, settings)
+        assert_my_ranks_match_the_boards(db, settings, students)
+        ranks = [boards.student_scores(db, s)[0]["public_rank"] for s, _ in students]
+        assert ranks == [4, 5, 2, 6, 3, 1, None]
 
 
 def board_entries(db: Session) -> set[tuple[Any, ...]]:
@@ -461,8 +462,7 @@ def random_course(db: Session, settings: Settings, seed: int) -> dict[tuple[int,
     return {key: rank_key[2] for key, rank_key in best.items()}
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_the_board_table_is_each_students_best_result(db: Session, settings: Settings, seed: int) -> None:
+def assert_the_board_table_is_each_students_best_result(db: Session, settings: Settings, seed: int) -> None:
     expected = random_course(db, settings, seed)
     kept = board_entries(db)
     assert {(a, b, o): s for a, b, o, s, *_ in kept} == expected
@@ -471,20 +471,14 @@ def test_the_board_table_is_each_students_best_result(db: Session, settings: Set
     assert board_entries(db) == kept
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_board_table_is_each_students_best_result(db: Session, settings: Settings, seed: int) -> None:
+    assert_the_board_table_is_each_students_best_result(db, settings, seed)
+
+
 def test_the_board_table_on_sqlite(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'entries.sqlite3'}"
-    upgrade_db(url)
-    engine = create_db_engine(url)
-    settings = Settings(env="test", home=tmp_path / "home", database_url=url)
-    try:
-        with Session(engine) as db:
-            expected = random_course(db, settings, 4)
-            kept = board_entries(db)
-            assert {(a, b, o): s for a, b, o, s, *_ in kept} == expected
-            assert boards.rebuild_boards(db) == len(expected)
-            assert board_entries(db) == kept
-    finally:
-        engine.dispose()
+    with sqlite_course(tmp_path, "entries") as (db, settings):
+        assert_the_board_table_is_each_students_best_result(db, settings, 4)
 
 
 @pytest.mark.parametrize("first, second", [(0.7, 0.9), (0.9, 0.7)])
