@@ -337,3 +337,20 @@ def test_mnist_normalize_is_applied(tmp_path: Path) -> None:
     report = graded(grade(z, MNIST))
     assert report.discovery["found"]["normalize"] == [0.1307, 0.3081]
     assert "flattened_input" not in report.discovery["found"]
+
+
+def test_flatten_retry_starts_from_inputs_the_failed_forward_did_not_touch(tmp_path: Path) -> None:
+    # Batches are views of the evaluation's own copy of the inputs: a forward() that writes them in
+    # place and then fails on the 4-D shape must not leave the flattened retry with what it wrote.
+    ns: dict = {}
+    exec(MNIST_MLP, ns)  # noqa: S102
+    weights = weights_bytes(ns["MLP"]().state_dict(), tmp_path)
+    vandal = MNIST_MLP.replace(
+        "def forward(self, x):\n", "def forward(self, x):\n        if x.dim() > 2:\n            x.mul_(0)\n"
+    )
+    clean = graded(grade(write_zip(tmp_path / "clean.zip", {"mlp.py": MNIST_MLP, "mlp.pt": weights}), MNIST))
+    touched = graded(grade(write_zip(tmp_path / "vandal.zip", {"mlp.py": vandal, "mlp.pt": weights}), MNIST))
+    assert touched.discovery["found"]["flattened_input"] is True
+    predicted = [sum(col) for col in zip(*clean.metrics["confusion_matrix"], strict=True)]
+    assert sum(1 for n in predicted if n) > 1  # the clean run's predictions depend on the input
+    assert touched.metrics["confusion_matrix"] == clean.metrics["confusion_matrix"]
