@@ -99,14 +99,19 @@ class RawModel:
     counter = itertools.count()
 
     def __init__(self, folder: Path, kind: str, data_dir: Path) -> None:
+        import numpy as np
+
         from grader.datasets import load_hidden
+        from grader.evaluators.models import inference_batch_size
 
         self.folder = folder
         manifest = tomllib.loads((folder / "homework.toml").read_text(encoding="utf-8"))
         self.model_spec = manifest["model"]
         self.transformer = (manifest.get("preprocess") or {}).get("transformer")
         hidden = load_hidden(kind, data_dir)
-        self.x, self.y, self.columns = hidden.x, hidden.y, hidden.columns
+        # A writable array of its own, as a student's script has (the cached hidden set is read-only).
+        self.x, self.y, self.columns = np.array(hidden.x), hidden.y, hidden.columns
+        self.batch = inference_batch_size(hidden.x)  # the batches the grader's harness runs
 
     def run_once(self) -> tuple[float, float]:
         import numpy as np
@@ -131,9 +136,10 @@ class RawModel:
                 scaler = pickle.load(f)  # noqa: S301 - our own example's scaler
             x = np.asarray(scaler.transform(pd.DataFrame(x, columns=self.columns)), dtype=np.float32)
         outs = []
+        batch = self.batch
         with torch.no_grad():
-            for i in range(0, len(x), 1000):  # the harness's default batch size
-                outs.append(model(torch.from_numpy(np.ascontiguousarray(x[i : i + 1000]))))
+            for i in range(0, len(x), batch):
+                outs.append(model(torch.from_numpy(np.ascontiguousarray(x[i : i + batch]))))
         pred = torch.cat(outs).argmax(1).numpy()
         elapsed = time.perf_counter() - t0
         return elapsed, float((pred == self.y).mean())

@@ -115,6 +115,12 @@ def looks_double_softmaxed(pred: np.ndarray) -> bool:
     return bool(pred.max() <= math.e / (math.e + k - 1) + 1e-4)
 
 
+def inference_batch_size(x: np.ndarray) -> int:
+    """Rows per forward() in the sandbox: batches of up to ~32 MB of input, so the whole MNIST test
+    set goes in one batch, as a student would run it."""
+    return max(1, (32 << 20) // max(1, x[0].nbytes if len(x) else 1))
+
+
 class ModelEvaluator:
     def prepare(self, spec: AssignmentSpec, submission_dir: Path, data_dir: Path | None) -> Prepared:
         hidden = load_hidden(spec.kind, data_dir)
@@ -128,8 +134,7 @@ class ModelEvaluator:
             "plan": plan,
             "columns": hidden.columns,
             "n_classes": N_CLASSES[spec.kind],
-            # One batch of up to ~32 MB of input: the whole MNIST test set at once, as a student would.
-            "batch_size": max(1, (32 << 20) // max(1, hidden.x[0].nbytes)),
+            "batch_size": inference_batch_size(hidden.x),
             "preimport": ["pandas", "sklearn.preprocessing", "joblib"] if spec.kind == "phone-price" else [],
         }
         return Prepared(
