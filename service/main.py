@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from celery import Celery
 from fastapi import FastAPI
@@ -25,6 +28,21 @@ from service.worker import create_celery
 log = logging.getLogger(__name__)
 
 
+@asynccontextmanager
+async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    # Everything imported and built at start-up lives as long as the process: move it out of the
+    # collector's reach. Otherwise every full collection walks those ~130,000 objects again, a 70 ms
+    # stall of every request in flight (measured here; it showed as clusters of 150-200 ms requests
+    # at the leaderboard's p99 under load). Later garbage is collected as usual, and at shutdown the
+    # frozen objects become collectable again (tests start and stop many apps in one process).
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -39,6 +57,7 @@ def create_app(
         version=__version__,
         description="Automated, sandboxed grading of PyTorch deep-learning homework. "
         "Authenticate with `Authorization: Bearer <token>`.",
+        lifespan=_lifespan,
     )
     app.state.settings = settings
     app.state.session_factory = session_factory or create_session_factory(

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from grader.datasets.synthetic import synthetic_handout
 from service.assignments import service
 from service.assignments.models import Assignment
 from service.assignments.schemas import AssignmentRead, AssignmentUpdate
@@ -49,7 +48,10 @@ def download_handout(assignment: CurrentAssignment, _user: CurrentUser, settings
     if path is not None and path.is_file():
         data = path.read_bytes()
     else:
-        # No hidden set configured: the embedded one is generated, and so is its handout.
+        # No hidden set configured: the embedded one is generated, and so is its handout. Imported
+        # here: grader.datasets brings pandas and scikit-learn, which the API needs nowhere else.
+        from grader.datasets.synthetic import synthetic_handout
+
         data = synthetic_handout().to_csv(index=False, lineterminator="\n").encode("utf-8")
     return Response(
         content=data,
