@@ -454,4 +454,9 @@ def serve(sock: socket.socket, root: str) -> None:
 
 
 if __name__ == "__main__":
-    serve(socket.socket(fileno=0), sys.argv[1])
+    try:
+        serve(socket.socket(fileno=0), sys.argv[1])
+    except (ConnectionResetError, BrokenPipeError):
+        # The worker went away (exited or was killed with our messages unread): so do we, quietly;
+        # the spares die with us (PR_SET_PDEATHSIG), and a worker that lives on starts a new pool.
+        pass

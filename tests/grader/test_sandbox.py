@@ -8,6 +8,7 @@ nothing for the next run to find.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -488,6 +489,30 @@ def test_pool_survives_hung_and_crashed_children_and_restarts_when_killed(
         after = run(phone_zip(name="after.zip"))
         assert after.status == "graded", after.error
         assert pool.starts == starts + 1 and pool.pid != first_pid
+
+
+@pytest.mark.skipif("zygote" not in STRONG, reason="the warm pool needs root and namespaces")
+def test_pool_exits_quietly_when_its_worker_goes_away(mode: str, tmp_path: Path) -> None:
+    if mode != "zygote":
+        pytest.skip("about the pool")
+    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    proc = subprocess.Popen(
+        [*sandbox._python_argv(), str(sandbox.HARNESS_DIR / "zygote.py"), str(tmp_path / "root")],
+        stdin=child.fileno(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=sandbox._sandbox_env(),
+        start_new_session=True,
+    )
+    child.close()
+    # Its "ready" line arrives and stays unread: closing our end then resets the connection, as a
+    # worker that is killed or exits with messages unread does.
+    parent.settimeout(120)
+    assert parent.recv(1, socket.MSG_PEEK)
+    parent.close()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()
+    assert b"Traceback" not in err, err.decode()
 
 
 def test_process_limit_is_named_when_torch_cannot_start_its_threads(
