@@ -282,6 +282,7 @@ class Phase:
     mode: str
     latencies: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
+    error_samples: dict[str, str] = field(default_factory=dict)  # the first of each kind, with its timing
     wall_s: float = 0.0
     note: str = ""
     # CPU seconds spent during the phase by the API processes, this load client, and Postgres.
@@ -332,6 +333,9 @@ async def run_phase(
                     await resp.aread()
                 except httpx.HTTPError as e:
                     status = type(e).__name__
+                    phase.error_samples.setdefault(
+                        status, f"{e!r} after {(time.perf_counter() - t0) * 1000:.0f} ms"
+                    )
                 last_done = time.perf_counter()
                 elapsed = last_done - t0
                 if status == expect:
@@ -536,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
             "--port",
             str(port),
             "--log-level",
-            "warning",
+            "info",  # uvicorn's supervisor logs a worker it restarts (missed health check) at info
             "--no-access-log",
             "--workers",
             str(plan.workers),
@@ -567,7 +571,16 @@ def main(argv: list[str] | None = None) -> int:
             # which the latencies would have blamed on the API.
             gc.collect()
             gc.freeze()
+            workers = set(common.descendants(api.pid))
             phases, notes = asyncio.run(drive(plan, seeded, base_url, cpu_probe))
+            if set(common.descendants(api.pid)) != workers:
+                notes.append(
+                    "the API's processes changed during the run (uvicorn's supervisor replaces a worker that "
+                    "died or missed its health check); see the API log tail"
+                )
+            for ph in phases:
+                for kind, sample in ph.error_samples.items():
+                    notes.append(f"{ph.name} [{ph.mode}]: {ph.errors.get(kind, 0)} x {sample}")
             api_mem = common.tree_memory(api.pid)
         finally:
             api.stop()
@@ -579,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\nAPI process: RSS {api_mem['rss_mib']:.0f} MiB at the end; took {took:.0f} s; load average now {common.load_average()}"
     )
-    if any(ph.errors for ph in phases):
+    if any(ph.errors for ph in phases) or any("processes changed" in n for n in notes):
         print("API log tail:\n" + api_log)
     print("\n".join(f"{common.verdict(ok)}  {what}" for what, ok in checks))
     if not args.no_write:
