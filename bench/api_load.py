@@ -573,7 +573,8 @@ def main(argv: list[str] | None = None) -> int:
             gc.freeze()
             workers = set(common.descendants(api.pid))
             phases, notes = asyncio.run(drive(plan, seeded, base_url, cpu_probe))
-            if set(common.descendants(api.pid)) != workers:
+            workers_changed = set(common.descendants(api.pid)) != workers
+            if workers_changed:
                 notes.append(
                     "the API's processes changed during the run (uvicorn's supervisor replaces a worker that "
                     "died or missed its health check); see the API log tail"
@@ -592,7 +593,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\nAPI process: RSS {api_mem['rss_mib']:.0f} MiB at the end; took {took:.0f} s; load average now {common.load_average()}"
     )
-    if any(ph.errors for ph in phases) or any("processes changed" in n for n in notes):
+    if any(ph.errors for ph in phases) or workers_changed:
         print("API log tail:\n" + api_log)
     print("\n".join(f"{common.verdict(ok)}  {what}" for what, ok in checks))
     if not args.no_write:

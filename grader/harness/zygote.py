@@ -327,8 +327,8 @@ def _rehearse_torch() -> None:
     """What every model evaluation does, once, on a tiny model of our own: build a module, torch.save
     and torch.load (weights_only) its state_dict, load_state_dict, one forward pass. The lazy imports
     and caches of those paths are then inherited by every fork (a fresh fork's load went 8.5 -> 4.8 ms
-    for the MNIST MLP). Single-threaded: the zygote has set one intra-op thread and OMP_NUM_THREADS=1,
-    so no thread pool exists when it forks."""
+    for the MNIST MLP). Single-threaded (one intra-op thread here, OMP_NUM_THREADS=1 in the zygote's
+    environment), so no thread pool exists when it forks; the harness sets each job's own count."""
     import io
 
     import torch
