@@ -342,7 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     dbsub.add_parser("current", help="show the database's revision")
     dbsub.add_parser(
         "rebuild-boards",
-        help="derive the leaderboards from the results again (after a bulk load or restore that bypassed the API)",
+        help="derive the leaderboards from the results again and renew the API's cached boards (after a bulk "
+        "load, a restore or an edit by hand that bypassed the API)",
     )
     rev = dbsub.add_parser("revision", help="autogenerate a new migration (development)")
     rev.add_argument("-m", "--message", required=True)

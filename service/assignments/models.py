@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Enum, String
+from sqlalchemy import BigInteger, Enum, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from grader.assignments import AssignmentSpec
@@ -16,6 +17,11 @@ class LatePolicy(StrEnum):
 
     refuse = "refuse"
     accept_marked = "accept_marked"
+
+
+def new_board_tag() -> int:
+    """A fresh random tag for an assignment's boards (63 bits: a positive BIGINT)."""
+    return secrets.randbits(63)
 
 
 class Assignment(Base):
@@ -38,6 +44,12 @@ class Assignment(Base):
         default=LatePolicy.accept_marked,
         server_default=LatePolicy.accept_marked.value,
     )
+    # Replaced with a new random value in the transaction of every change to this assignment's
+    # boards (a result entering a board, a rebuild): the API's board cache serves a board only under
+    # the tag it was read under (`leaderboards.service.BoardCache`). Random rather than a counter, so
+    # a cache cannot take another database's board (a restore, a test's fresh database) with the
+    # same count for this one.
+    board_tag: Mapped[int] = mapped_column(BigInteger, default=new_board_tag, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

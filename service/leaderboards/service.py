@@ -14,6 +14,12 @@ The boards are a table (`BoardEntry`: each student's best result per assignment 
 up to date in the transaction that writes each result (`enter_result`), so a board is one range
 scan of its index in rank order and a rank is one count; `rebuild_boards` derives the table from the
 results again with the same rule as a window query, and the tests check that the two agree.
+
+Every change to an assignment's boards also writes a new random `Assignment.board_tag` in the same
+transaction. The API keeps the boards it has read in memory (`BoardCache`) and serves one again while
+the assignment it has just loaded still carries the tag the board was read under: a full board of
+300 students costs one dictionary lookup instead of a 300-row join. Names, pseudonyms and what the
+viewer may see are still applied per request.
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
-from dataclasses import dataclass
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -41,11 +49,13 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Row
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
-from service.assignments.models import Assignment
+from service.assignments.models import Assignment, new_board_tag
 from service.config import Settings, get_settings
 from service.db import utcnow
 from service.errors import Forbidden
@@ -210,7 +220,7 @@ def enter_result(session: Session, result: Result) -> None:
     dialect = session.get_bind().dialect.name
     stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(BoardEntry).values(values)
     entry, new = BoardEntry.__table__.c, stmt.excluded
-    session.execute(
+    entered = session.execute(
         stmt.on_conflict_do_update(
             index_elements=[entry.owner_id, entry.assignment_id, entry.board],
             set_={"submission_id": new.submission_id, "score": new.score, "submitted_at": new.submitted_at},
@@ -222,8 +232,28 @@ def enter_result(session: Session, result: Result) -> None:
                 entry.submitted_at,
                 entry.submission_id,
             ),
-        )
+        ).returning(entry.board)
+    ).all()
+    if entered:  # a board changed (a result behind the student's best changes none)
+        renew_board_tags(session, result.assignment_id)
+
+
+def renew_board_tags(session: Session, assignment_id: int | None = None) -> None:
+    """Write a new board tag for one assignment (all of them when None), in the caller's
+    transaction: call it with every change to board entries, so no cache serves the old boards.
+    (`updated_at` is kept: it dates the assignment's settings, not its results.)"""
+    ids = (
+        [assignment_id]
+        if assignment_id is not None
+        else list(session.scalars(select(Assignment.id).order_by(Assignment.id)))
     )
+    for aid in ids:
+        session.execute(
+            update(Assignment)
+            .where(Assignment.id == aid)
+            .values(board_tag=new_board_tag(), updated_at=Assignment.updated_at)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def rebuild_boards(session: Session) -> int:
@@ -261,15 +291,16 @@ def rebuild_boards(session: Session) -> int:
                 list(columns), select(*(best.c[c] for c in columns)).where(best.c.nth == 1)
             )
         )
+    renew_board_tags(session)
     return session.scalar(select(func.count()).select_from(BoardEntry)) or 0
 
 
 @functools.cache
-def _board_statement(*, limited: bool) -> Select[*tuple[Any, ...]]:
-    """One board (`:assignment_id`, `:board`) in rank order, straight off ix_board_entry_rank, the
-    top `:limit` when `limited`. Students only, so an instructor's own test submissions never take a
-    place. Built once: composing the statement costs more than running it."""
-    stmt = (
+def _board_statement() -> Select[*tuple[Any, ...]]:
+    """One board (`:assignment_id`, `:board`) in rank order, straight off ix_board_entry_rank.
+    Students only, so an instructor's own test submissions never take a place. Built once: composing
+    the statement costs more than running it."""
+    return (
         select(
             BoardEntry.owner_id,
             BoardEntry.score,
@@ -291,7 +322,91 @@ def _board_statement(*, limited: bool) -> Select[*tuple[Any, ...]]:
         )
         .order_by(BoardEntry.score.desc(), BoardEntry.submitted_at.asc(), BoardEntry.submission_id.asc())
     )
-    return stmt.limit(bindparam("limit", type_=Integer)) if limited else stmt
+
+
+@dataclass(frozen=True)
+class _BoardView:
+    """One board as everyone of a kind of viewer sees it (the same names, numbers and scores), with
+    nobody marked as the viewer; `position` finds a student's own row to personalise."""
+
+    rows: list[LeaderboardRow]
+    position: dict[int, int]
+    real_names: dict[int, str]
+
+
+# (instructor, private scores shown, pseudonym key or None): what a kind of viewer sees.
+_ViewKey = tuple[bool, bool, str | None]
+
+
+class BoardCache:
+    """The boards this process has read, each under the board tag its assignment carried when it
+    was read: (assignment id, board) -> (tag, the board as each kind of viewer sees it).
+
+    A board is served again only to a request whose freshly loaded assignment carries the same tag;
+    every change to a board writes a new tag in the change's own transaction, so a request never gets
+    a board older than the assignment row it loaded. (Read under the tag, the rows may be newer than
+    it: harmless, the next tag replaces them.) One entry per assignment and board, and a handful of
+    views in each, so its size is bounded by the course; a change made behind the service's back (SQL
+    by hand) is picked up after `hwgrade db rebuild-boards`, which renews every tag."""
+
+    def __init__(self) -> None:
+        # (assignment id, board) -> (tag, the rows as read, the views built from them so far)
+        self._boards: dict[tuple[int, str], tuple[int, Sequence[Row[Any]], dict[_ViewKey, _BoardView]]] = {}
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def view(self, session: Session, assignment: Assignment, board: Board, key: _ViewKey) -> _BoardView:
+        where, tag = (assignment.id, board), assignment.board_tag
+        with self._lock:
+            cached = self._boards.get(where)
+            if cached is not None and cached[0] == tag and key in cached[2]:
+                self.hits += 1
+                return cached[2][key]
+            self.misses += 1
+        if cached is not None and cached[0] == tag:
+            rows, views = cached[1], cached[2]  # another kind of viewer: the rows are here already
+        else:
+            rows = session.execute(_board_statement(), {"assignment_id": assignment.id, "board": board}).all()
+            views = {}
+        built = _build_view(rows, key)
+        with self._lock:
+            views[key] = built
+            self._boards[where] = (tag, rows, views)
+        return built
+
+    def clear(self) -> None:
+        with self._lock:
+            self._boards.clear()
+            self.hits = self.misses = 0
+
+
+def _build_view(result: Sequence[Row[Any]], key: _ViewKey) -> _BoardView:
+    instructor, show_private, secret = key
+    rows, position, real_names = [], {}, {}
+    for rank, r in enumerate(result, start=1):
+        owner_id = r.owner_id
+        position[owner_id] = rank - 1
+        real_names[owner_id] = r.display_name
+        rows.append(
+            LeaderboardRow(
+                rank=rank,
+                user_id=owner_id,
+                display_name=r.display_name if secret is None else pseudonym(owner_id, secret),
+                student_number=r.student_number if instructor else None,
+                score=r.score,
+                public_score=r.public_score,
+                private_score=r.private_score if show_private else None,
+                submission_id=r.submission_id,
+                submitted_at=r.submitted_at,
+                is_viewer=False,
+                late=r.late,
+            )
+        )
+    return _BoardView(rows, position, real_names)
+
+
+board_cache = BoardCache()
 
 
 def leaderboard(
@@ -313,34 +428,16 @@ def leaderboard(
     now = now or utcnow()
     if not board_visible(assignment, board, viewer, now):
         raise board_hidden_error(assignment, settings)
-    show_private = board_visible(assignment, "private", viewer, now)
-    params: dict[str, Any] = {"assignment_id": assignment.id, "board": board}
-    if limit is not None:
-        params["limit"] = limit
-    result = session.execute(_board_statement(limited=limit is not None), params)
-    # Per request, not per row: what this viewer may see.
-    instructor, viewer_id = viewer.is_instructor, viewer.id
+    instructor = viewer.is_instructor
     secret = settings.secret_key.get_secret_value() if settings.pseudonyms and not instructor else None
-    rows = []
-    for rank, r in enumerate(result, start=1):
-        owner_id = r.owner_id
-        rows.append(
-            LeaderboardRow(
-                rank=rank,
-                user_id=owner_id,
-                display_name=r.display_name
-                if secret is None or owner_id == viewer_id
-                else pseudonym(owner_id, secret),
-                student_number=r.student_number if instructor else None,
-                score=r.score,
-                public_score=r.public_score,
-                private_score=r.private_score if show_private else None,
-                submission_id=r.submission_id,
-                submitted_at=r.submitted_at,
-                is_viewer=owner_id == viewer_id,
-                late=r.late,
-            )
-        )
+    view = board_cache.view(
+        session, assignment, board, (instructor, board_visible(assignment, "private", viewer, now), secret)
+    )
+    rows = view.rows[:limit] if limit is not None else list(view.rows)
+    # The viewer's own row (if on the board and shown): marked, and under their real name.
+    mine = view.position.get(viewer.id)
+    if mine is not None and mine < len(rows):
+        rows[mine] = replace(rows[mine], display_name=view.real_names[viewer.id], is_viewer=True)
     return rows
 
 

@@ -522,3 +522,77 @@ def test_two_workers_finishing_one_students_results_at_once_keep_the_best(
                 }
         finally:
             engine.dispose()
+
+
+def board_tag(db: Session, assignment: Assignment) -> int:
+    return db.execute(select(Assignment.board_tag).where(Assignment.id == assignment.id)).scalar_one()
+
+
+def test_the_api_serves_a_cached_board_until_a_result_enters_it(
+    client: TestClient, db: Session, settings: Settings, course: dict[str, Any]
+) -> None:
+    a, (sa, *_), subs, teacher = course["assignment"], course["users"], course["subs"], course["teacher"]
+    first = board(client, teacher)
+    hits = boards.board_cache.hits
+    assert board(client, teacher) == first
+    assert boards.board_cache.hits == hits + 1  # the second read was served from memory
+    tag = board_tag(db, a)
+
+    # A result behind A's best enters no board: the tag stays and the cache keeps serving.
+    graded(db, settings, sa, a, 0.5, 8)
+    db.commit()
+    assert board_tag(db, a) == tag
+    assert board(client, teacher) == first
+    assert boards.board_cache.hits == hits + 2
+
+    # E's queued submission is graded at the top: a new tag, and the very next read shows it.
+    grade(db, subs["e6"], 0.99)
+    db.commit()
+    assert board_tag(db, a) != tag
+    misses = boards.board_cache.misses
+    entries = board(client, teacher)["entries"]
+    assert boards.board_cache.misses == misses + 1
+    assert [e["submission_id"] for e in entries] == [
+        subs["e6"].id,
+        subs["c2"].id,
+        subs["b1"].id,
+        subs["a3"].id,
+    ]
+    # ... on the podium (top 3 of the same cached board) and in every student's own view
+    _, _, tc = course["tokens"]
+    assert [e["submission_id"] for e in board(client, tc, limit=3)["entries"]] == [
+        subs["e6"].id,
+        subs["c2"].id,
+        subs["b1"].id,
+    ]
+    mine = [e for e in board(client, tc)["entries"] if e["is_you"]]
+    assert [e["submission_id"] for e in mine] == [subs["c2"].id]
+
+
+def test_the_cache_serves_each_viewer_their_own_view(client: TestClient, course: dict[str, Any]) -> None:
+    """One cached board, three viewers: names, student numbers and `is_you` are still per viewer."""
+    sa, sb, sc, *_ = course["users"]
+    ta, tb, _ = course["tokens"]
+    teacher = board(client, course["teacher"])["entries"]
+    as_a, as_b = board(client, ta)["entries"], board(client, tb)["entries"]
+    assert [e["student_number"] for e in teacher] == [sc.student_number, sb.student_number, sa.student_number]
+    assert all(e["student_number"] is None for e in as_a + as_b)
+    assert [e["display_name"] for e in as_a if e["is_you"]] == [sa.display_name]
+    assert [e["display_name"] for e in as_b if e["is_you"]] == [sb.display_name]
+    assert sa.display_name not in {e["display_name"] for e in as_b}
+    assert [e["is_you"] for e in board(client, ta)["entries"]] == [
+        False,
+        False,
+        True,
+    ]  # A's view left no trace
+    assert not any(e["is_you"] for e in board(client, ta, limit=2)["entries"])  # A is 3rd: not in the top 2
+
+
+def test_rebuilding_the_boards_renews_every_tag(db: Session, course: dict[str, Any]) -> None:
+    other = create_assignment(db, "mnist")
+    db.commit()
+    before = (board_tag(db, course["assignment"]), board_tag(db, other))
+    boards.rebuild_boards(db)
+    db.commit()
+    after = (board_tag(db, course["assignment"]), board_tag(db, other))
+    assert after[0] != before[0] and after[1] != before[1]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from service.db import alembic_config, create_db_engine, upgrade_db
 from tests.service.helpers import fresh_database
@@ -39,3 +39,27 @@ def test_downgrade_and_upgrade_again_on_postgres(pg_url: str) -> None:
 def test_one_linear_history() -> None:
     script = ScriptDirectory.from_config(alembic_config("sqlite://"))
     assert len(script.get_heads()) == 1
+
+
+def test_existing_assignments_get_a_random_board_tag_each(tmp_path: Path) -> None:
+    """0006 adds assignment.board_tag: rows already there get distinct random tags, not a shared 0
+    that a cache could take for another database's."""
+    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    command.upgrade(alembic_config(url), "0005")
+    engine = create_db_engine(url)
+    with engine.begin() as conn:
+        for slug in ("a", "b", "c"):
+            conn.execute(
+                text(
+                    "INSERT INTO assignment (slug, title, title_zh, kind, spec, daily_limit, pass_threshold,"
+                    " queue, late_policy, created_at, updated_at)"
+                    " VALUES (:slug, 't', '', 'functions', '{}', 10, 0.5, 'grading', 'accept_marked',"
+                    " '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+                ),
+                {"slug": slug},
+            )
+    upgrade_db(url)
+    with engine.connect() as conn:
+        tags = [t for (t,) in conn.execute(text("SELECT board_tag FROM assignment"))]
+    engine.dispose()
+    assert len(set(tags)) == 3 and 0 not in tags
