@@ -19,7 +19,7 @@ from pathlib import PurePath
 from typing import Any, BinaryIO
 
 from sqlalchemy import ColumnElement, Row, and_, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from grader.intake import sniff_archive_kind
 from grader.report import ErrorCode, GradeReport
@@ -42,7 +42,9 @@ _REPACK = (
 
 
 def get(session: Session, submission_id: int) -> Submission | None:
-    return session.get(Submission, submission_id)
+    """One submission with its owner, assignment and result in one query (the result's default
+    selectin load, right for lists, would take a second round trip for a single row)."""
+    return session.get(Submission, submission_id, options=[joinedload(Submission.result)])
 
 
 def list_for_owner(session: Session, owner: User, assignment: Assignment | None = None) -> list[Submission]:

@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from grader.report import CheckResult, GradeReport, Message
@@ -49,7 +51,21 @@ def test_graded_submission_shows_its_result(client: TestClient, db: Session, set
     assert service.record_report(db, sub.id, claim.attempt, report)
     db.commit()
 
-    body = client.get(f"/api/v1/submissions/{sub.id}", headers=auth(token)).json()
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        if args[2].startswith("SELECT"):  # not the tests' savepoints
+            statements.append(args[2])
+
+    engine = db.get_bind()
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        body = client.get(f"/api/v1/submissions/{sub.id}", headers=auth(token)).json()
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    # The user by token, then the submission joined to its owner, assignment and result: no second
+    # round trip for the result.
+    assert len(statements) == 2, statements
     assert body["status"] == "graded" and body["attempt"] == 1 and body["finished_at"]
     result = body["result"]
     assert result["score"] == 0.5 and result["passed"] is False and result["error"] is None
