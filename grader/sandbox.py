@@ -355,13 +355,17 @@ def processes_of_uid(uid: int) -> list[int]:
 
 
 def _runtime_roots() -> list[Path]:
-    """Directories the interpreter and its packages live in, excluding anything of this project."""
+    """Directories the interpreter and its packages live in, excluding anything of this project.
+
+    A prefix reached through a symlink (a venv linked from elsewhere) is there under both names:
+    the interpreter's sys.path names the link, so with only the target inside, every package the
+    zygote had not imported yet would fail to import."""
     roots: list[Path] = []
     for p in {sys.base_prefix, sys.prefix, sys.exec_prefix}:
-        path = Path(p).resolve()
-        if str(path).startswith("/usr/") or str(path) == "/usr":
-            continue
-        roots.append(path)
+        for path in {Path(os.path.abspath(p)), Path(p).resolve()}:
+            if str(path).startswith("/usr/") or str(path) == "/usr":
+                continue
+            roots.append(path)
     # A venv's bin/python is a symlink into the base interpreter: bind the target's prefix too.
     real_exe = Path(sys.executable).resolve()
     exe_root = real_exe.parent.parent

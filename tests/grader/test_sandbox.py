@@ -559,3 +559,35 @@ def test_a_failing_pool_falls_back_to_a_cold_sandbox(
     report = run(phone_zip())
     assert report.status == "graded", report.error
     assert report.sandbox.startswith("bwrap")
+
+
+@pytest.mark.skipif(sys.prefix == sys.base_prefix, reason="needs the tests to run in a virtual environment")
+def test_a_runtime_reached_through_a_symlink_imports_what_the_zygote_had_not(
+    isolated: str, phone_zip: Callable[..., Path], tmp_path: Path
+) -> None:
+    """A venv used through a link to it (`ln -s /srv/venvs/x .venv`): the interpreter's sys.path names
+    the link, so the sandbox must show the runtime under that name too. Before, only the link's target
+    was inside, and a package the warm zygote had not imported yet (torchsummary, listed as available
+    in HOMEWORK.md) failed with import_failed."""
+    link = tmp_path / "venv-link"
+    link.symlink_to(Path(sys.prefix).resolve(), target_is_directory=True)
+    zip_path = phone_zip(top="import torchsummary\nprint('IMPORTED torchsummary')")
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from grader import grade, sandbox\n"
+        "from grader.assignments import get_assignment\n"
+        "with sandbox.use_mode(sys.argv[2]):\n"
+        "    report = grade(Path(sys.argv[1]), get_assignment('phone-price'))\n"
+        "print(report.status, report.error.code if report.error else '-', 'IMPORTED' in report.logs_tail)\n"
+    )
+    out = subprocess.run(
+        [str(link / "bin" / "python"), "-c", script, str(zip_path), isolated],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-3:] == ["graded", "-", "True"], out.stdout[-2000:]
