@@ -67,6 +67,7 @@ def machine_info() -> dict[str, str]:
     return {
         "cores": str(os.cpu_count()),
         "cpu": cpu,
+        "speed (one thread, median of 7)": cpu_speed(),
         "ram": mem_gib,
         "kernel": platform.release(),
         "python": platform.python_version(),
@@ -75,6 +76,50 @@ def machine_info() -> dict[str, str]:
         "load average at start": load,
         "user": "root" if os.geteuid() == 0 else f"uid {os.geteuid()}",
     }
+
+
+def cpu_speed() -> str:
+    """Two fixed single-threaded workloads, so runs on different machines of the same kind can be
+    compared (their model names match while their speed does not): interpreter work like an API
+    request's (a JSON round trip of a 300-row board), and a float32 matrix product like a model's."""
+    import json
+
+    board = [
+        {
+            "rank": i,
+            "display_name": f"Student {i:06X}",
+            "score": i / 300,
+            "submitted_at": "2026-11-29T02:00:00Z",
+        }
+        for i in range(300)
+    ]
+
+    def python_work() -> None:
+        for _ in range(20):
+            json.loads(json.dumps(board))
+
+    def timed(fn: Callable[[], object]) -> float:
+        fn()
+        runs = []
+        for _ in range(7):
+            t0 = time.perf_counter()
+            fn()
+            runs.append(time.perf_counter() - t0)
+        return statistics.median(runs)
+
+    out = f"python (JSON, 300-row board x 20) {timed(python_work) * 1000:.1f} ms"
+    try:
+        import torch
+    except ImportError:
+        return out
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a = torch.ones(512, 512)
+        out += f", torch (512x512 matmul x 20) {timed(lambda: [a @ a for _ in range(20)]) * 1000:.1f} ms"
+    finally:
+        torch.set_num_threads(before)
+    return out
 
 
 def now_stamp() -> str:
