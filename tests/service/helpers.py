@@ -14,10 +14,11 @@ import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import psycopg
-from sqlalchemy.engine import make_url
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
 
 from service.db import upgrade_db
 
@@ -25,6 +26,22 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PG_ADMIN_URL = os.environ.get("HWGRADE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 T = TypeVar("T")
+
+
+@contextmanager
+def selects(engine: Engine) -> Iterator[list[str]]:
+    """The SELECT statements `engine` runs inside the block (not the tests' savepoints)."""
+    seen: list[str] = []
+
+    def record(*args: Any) -> None:
+        if args[2].startswith("SELECT"):
+            seen.append(args[2])
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
 
 
 def pg_available() -> bool:

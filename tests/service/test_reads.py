@@ -2,17 +2,15 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from grader.report import CheckResult, GradeReport, Message
 from service.config import Settings
 from service.submissions import service
 from tests.service.factories import auth, create_assignment, create_user
-from tests.service.helpers import make_zip
+from tests.service.helpers import make_zip, selects
 
 
 def test_graded_submission_shows_its_result(client: TestClient, db: Session, settings: Settings) -> None:
@@ -51,18 +49,8 @@ def test_graded_submission_shows_its_result(client: TestClient, db: Session, set
     assert service.record_report(db, sub.id, claim.attempt, report)
     db.commit()
 
-    statements: list[str] = []
-
-    def count(*args: Any) -> None:
-        if args[2].startswith("SELECT"):  # not the tests' savepoints
-            statements.append(args[2])
-
-    engine = db.get_bind()
-    event.listen(engine, "before_cursor_execute", count)
-    try:
+    with selects(db.get_bind()) as statements:
         body = client.get(f"/api/v1/submissions/{sub.id}", headers=auth(token)).json()
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
     # The user by token, then the submission joined to its owner, assignment and result: no second
     # round trip for the result.
     assert len(statements) == 2, statements

@@ -12,7 +12,7 @@ from service.config import Settings
 from service.storage import BlobStore
 from service.submissions.models import Submission
 from tests.service.factories import auth, create_assignment, create_instructor, create_user
-from tests.service.helpers import make_zip
+from tests.service.helpers import make_zip, selects
 
 URL = "/api/v1/assignments/activations/submissions"
 
@@ -52,8 +52,11 @@ def test_upload_is_accepted_stored_by_hash_and_queued(
     client: TestClient, db: Session, student: str, settings: Settings, celery_producer: Celery
 ) -> None:
     data = make_zip({"hw/activations.py": "import numpy as np\n"})
-    resp = client.post(URL, files={"file": ("作业.zip", data, "application/zip")}, headers=auth(student))
+    with selects(db.get_bind()) as statements:
+        resp = client.post(URL, files={"file": ("作业.zip", data, "application/zip")}, headers=auth(student))
     assert resp.status_code == 202, resp.text
+    # A new submission has no result: the 202 says so without asking the database.
+    assert not [s for s in statements if "FROM result" in s], statements
     body = resp.json()
     assert resp.headers["Location"] == f"/api/v1/submissions/{body['id']}"
     assert body["status"] == "queued" and body["result"] is None
