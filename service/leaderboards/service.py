@@ -375,11 +375,6 @@ class BoardCache:
             self._boards[where] = (tag, rows, views)
         return built
 
-    def clear(self) -> None:
-        with self._lock:
-            self._boards.clear()
-            self.hits = self.misses = 0
-
 
 def _build_view(result: Sequence[Row[Any]], key: _ViewKey) -> _BoardView:
     instructor, show_private, secret = key
