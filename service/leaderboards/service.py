@@ -241,19 +241,12 @@ def enter_result(session: Session, result: Result) -> None:
 def renew_board_tags(session: Session, assignment_id: int | None = None) -> None:
     """Write a new board tag for one assignment (all of them when None), in the caller's
     transaction: call it with every change to board entries, so no cache serves the old boards.
-    (`updated_at` is kept: it dates the assignment's settings, not its results.)"""
-    ids = (
-        [assignment_id]
-        if assignment_id is not None
-        else list(session.scalars(select(Assignment.id).order_by(Assignment.id)))
-    )
-    for aid in ids:
-        session.execute(
-            update(Assignment)
-            .where(Assignment.id == aid)
-            .values(board_tag=new_board_tag(), updated_at=Assignment.updated_at)
-            .execution_options(synchronize_session=False)
-        )
+    (One new value serves every assignment: a cache keys its boards by assignment id and tag.
+    `updated_at` is kept: it dates the assignment's settings, not its results.)"""
+    stmt = update(Assignment).values(board_tag=new_board_tag(), updated_at=Assignment.updated_at)
+    if assignment_id is not None:
+        stmt = stmt.where(Assignment.id == assignment_id)
+    session.execute(stmt.execution_options(synchronize_session=False))
 
 
 def rebuild_boards(session: Session) -> int:
