@@ -31,7 +31,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -39,6 +39,7 @@ from sqlalchemy import (
     Select,
     SQLColumnExpression,
     String,
+    Table,
     and_,
     bindparam,
     case,
@@ -217,25 +218,38 @@ def enter_result(session: Session, result: Result) -> None:
     ]
     if not values:
         return
-    dialect = session.get_bind().dialect.name
-    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(BoardEntry).values(values)
-    entry, new = BoardEntry.__table__.c, stmt.excluded
-    entered = session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[entry.owner_id, entry.assignment_id, entry.board],
-            set_={"submission_id": new.submission_id, "score": new.score, "submitted_at": new.submitted_at},
-            where=_ahead(
-                new.score,
-                new.submitted_at,
-                new.submission_id,
-                entry.score,
-                entry.submitted_at,
-                entry.submission_id,
-            ),
-        ).returning(entry.board)
-    ).all()
+    stmt = _upsert_statement(session.get_bind().dialect.name, len(values))
+    params = {f"{key}_{i}": value for i, row in enumerate(values) for key, value in row.items()}
+    entered = session.execute(stmt, params).all()
     if entered:  # a board changed (a result behind the student's best changes none)
         renew_board_tags(session, result.assignment_id)
+
+
+_ENTRY_COLUMNS = ("owner_id", "assignment_id", "board", "submission_id", "score", "submitted_at")
+
+
+@functools.cache
+def _upsert_statement(dialect: str, rows: int) -> Any:
+    """enter_result's upsert for `rows` entries (`:owner_id_0`, `:board_0`, ...), built once per
+    dialect and row count: composing it took more CPU than running it, on every grading."""
+    entry = BoardEntry.__table__.c
+    # On the table, not the mapped class: an ORM insert would read the parameters as rows to insert.
+    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(
+        cast(Table, BoardEntry.__table__)
+    ).values([{c: bindparam(f"{c}_{i}", type_=entry[c].type) for c in _ENTRY_COLUMNS} for i in range(rows)])
+    new = stmt.excluded
+    return stmt.on_conflict_do_update(
+        index_elements=[entry.owner_id, entry.assignment_id, entry.board],
+        set_={"submission_id": new.submission_id, "score": new.score, "submitted_at": new.submitted_at},
+        where=_ahead(
+            new.score,
+            new.submitted_at,
+            new.submission_id,
+            entry.score,
+            entry.submitted_at,
+            entry.submission_id,
+        ),
+    ).returning(entry.board)
 
 
 def renew_board_tags(session: Session, assignment_id: int | None = None) -> None:
@@ -243,10 +257,26 @@ def renew_board_tags(session: Session, assignment_id: int | None = None) -> None
     transaction: call it with every change to board entries, so no cache serves the old boards.
     (One new value serves every assignment: a cache keys its boards by assignment id and tag.
     `updated_at` is kept: it dates the assignment's settings, not its results.)"""
-    stmt = update(Assignment).values(board_tag=new_board_tag(), updated_at=Assignment.updated_at)
     if assignment_id is not None:
-        stmt = stmt.where(Assignment.id == assignment_id)
+        session.execute(_renew_tag_statement(), {"tag": new_board_tag(), "assignment_id": assignment_id})
+        return
+    stmt = update(Assignment).values(board_tag=new_board_tag(), updated_at=Assignment.updated_at)
     session.execute(stmt.execution_options(synchronize_session=False))
+
+
+@functools.cache
+def _renew_tag_statement() -> Any:
+    """renew_board_tags for one assignment (`:tag`, `:assignment_id`), built once: it runs with
+    every result that enters a board."""
+    return (
+        update(Assignment)
+        .where(Assignment.id == bindparam("assignment_id"))
+        .values(
+            board_tag=bindparam("tag", type_=Assignment.__table__.c.board_tag.type),
+            updated_at=Assignment.updated_at,
+        )
+        .execution_options(synchronize_session=False)
+    )
 
 
 def rebuild_boards(session: Session) -> int:

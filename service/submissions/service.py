@@ -12,13 +12,14 @@ Lease protocol (Postgres is the source of truth; the broker only carries wake-up
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from pathlib import PurePath
 from typing import Any, BinaryIO
 
-from sqlalchemy import ColumnElement, Row, and_, func, or_, select, update
+from sqlalchemy import BindParameter, ColumnElement, Row, Update, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from grader.intake import sniff_archive_kind
@@ -239,7 +240,9 @@ class Claim:
     spec: dict[str, Any]
 
 
-def _claimable(now: datetime, max_attempts: int) -> ColumnElement[bool]:
+def _claimable(
+    now: datetime | BindParameter[Any], max_attempts: int | BindParameter[Any]
+) -> ColumnElement[bool]:
     return and_(
         Submission.attempt < max_attempts,
         or_(
@@ -249,32 +252,52 @@ def _claimable(now: datetime, max_attempts: int) -> ColumnElement[bool]:
     )
 
 
+@functools.cache
+def _claim_statement() -> Update:
+    """The claim as one UPDATE ... RETURNING of what the grading needs, built once (composing it cost
+    more CPU than Postgres spends running it)."""
+    c = Submission.__table__.c
+    now = bindparam("now", type_=c.started_at.type)
+    return (
+        update(Submission)
+        .where(Submission.id == bindparam("submission_id"), _claimable(now, bindparam("max_attempts")))
+        .values(
+            status=SubmissionStatus.running,
+            attempt=Submission.attempt + 1,
+            lease_expires_at=bindparam("lease_until", type_=c.lease_expires_at.type),
+            started_at=now,
+            worker=bindparam("worker_name", type_=c.worker.type),
+        )
+        .returning(Submission.attempt, Submission.stored_path, Submission.assignment_id)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def claim(
     session: Session, submission_id: int, *, lease_s: float, max_attempts: int, worker: str
 ) -> Claim | None:
     """Take the lease on a submission for a new attempt, or None if it is not ours to grade."""
     now = utcnow()
-    attempt = session.execute(
-        update(Submission)
-        .where(Submission.id == submission_id, _claimable(now, max_attempts))
-        .values(
-            status=SubmissionStatus.running,
-            attempt=Submission.attempt + 1,
-            lease_expires_at=now + timedelta(seconds=lease_s),
-            started_at=now,
-            worker=worker[:255],
-        )
-        .returning(Submission.attempt)
-    ).scalar_one_or_none()
-    if attempt is None:
+    row = session.execute(
+        _claim_statement(),
+        {
+            "submission_id": submission_id,
+            "now": now,
+            "max_attempts": max_attempts,
+            "lease_until": now + timedelta(seconds=lease_s),
+            "worker_name": worker[:255],
+        },
+    ).one_or_none()
+    if row is None:
         return None
-    submission = session.get_one(Submission, submission_id, populate_existing=True)
+    attempt, stored_path, assignment_id = row
+    assignment = session.get_one(Assignment, assignment_id)
     return Claim(
-        submission_id=submission.id,
+        submission_id=submission_id,
         attempt=attempt,
-        stored_path=submission.stored_path,
-        assignment_slug=submission.assignment.slug,
-        spec=submission.assignment.grading_spec().model_dump(mode="json"),
+        stored_path=stored_path,
+        assignment_slug=assignment.slug,
+        spec=assignment.grading_spec().model_dump(mode="json"),
     )
 
 
@@ -300,7 +323,34 @@ def renew_lease(session: Session, submission_id: int, attempt: int, lease_s: flo
 def record_report(session: Session, submission_id: int, attempt: int, report: GradeReport) -> bool:
     """Store the result of `attempt` if it still holds the lease; False (nothing written) otherwise."""
     status = SubmissionStatus.graded if report.status == "graded" else SubmissionStatus.error
-    return _finish(session, _holds_lease(submission_id, attempt), submission_id, attempt, status, report)
+    now = utcnow()
+    row = session.execute(
+        _record_statement(),
+        {"submission_id": submission_id, "held_attempt": attempt, "final_status": status, "now": now},
+    ).one_or_none()
+    return _write_result(session, row, submission_id, attempt, report, now)
+
+
+@functools.cache
+def _record_statement() -> Update:
+    """record_report's UPDATE under the lease (`:submission_id`, `:held_attempt`, `:final_status`, `:now`),
+    built once: it runs with every grading."""
+    c = Submission.__table__.c
+    return (
+        update(Submission)
+        .where(
+            Submission.id == bindparam("submission_id"),
+            Submission.status == SubmissionStatus.running,
+            Submission.attempt == bindparam("held_attempt"),
+        )
+        .values(
+            status=bindparam("final_status", type_=c.status.type),
+            finished_at=bindparam("now", type_=c.finished_at.type),
+            lease_expires_at=None,
+        )
+        .returning(Submission.assignment_id, Submission.owner_id, Submission.created_at)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _finish(
@@ -318,6 +368,19 @@ def _finish(
         .values(status=status, finished_at=now, lease_expires_at=None)
         .returning(Submission.assignment_id, Submission.owner_id, Submission.created_at)
     ).one_or_none()
+    return _write_result(session, row, submission_id, attempt, report, now)
+
+
+def _write_result(
+    session: Session,
+    row: Any,
+    submission_id: int,
+    attempt: int,
+    report: GradeReport,
+    now: datetime,
+) -> bool:
+    """The result row of a submission whose final status was just set (`row`: its assignment_id,
+    owner_id and created_at, None if the condition did not hold), and its board entries."""
     if row is None:
         return False
     result = result_from_report(submission_id, attempt, report, now)

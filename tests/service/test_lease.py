@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from grader.report import GradeReport
 from service.config import Settings
 from service.submissions import service
 from service.submissions.models import Result, Submission, SubmissionStatus
 from tests.service.factories import create_assignment, create_user
-from tests.service.helpers import make_zip
+from tests.service.helpers import make_zip, selects
 
 
 @pytest.fixture
@@ -71,6 +71,21 @@ def test_claim_takes_the_lease_once(db: Session, submission: Submission) -> None
     assert submission.worker == "w1@test"
     # A duplicate delivery while the lease is live gets nothing.
     assert _claim(db, submission) is None
+
+
+def test_claim_reads_only_the_assignment(
+    db: Session, db_factory: sessionmaker[Session], submission: Submission
+) -> None:
+    # The claim's UPDATE returns what the grading needs; the one SELECT is the assignment's spec
+    # (not the submission again with its owner, nor its result, which cannot exist yet). A fresh
+    # session, as the worker's: nothing is in its identity map.
+    db.commit()
+    with db_factory() as fresh, selects(db.get_bind()) as statements:
+        claim = _claim(fresh, submission)
+    assert claim is not None and claim.attempt == 1
+    assert len(statements) == 1 and "FROM assignment" in statements[0], statements
+    assert "result" not in statements[0] and '"user"' not in statements[0]
+    assert claim.spec["slug"] == "activations" and claim.assignment_slug == "activations"
 
 
 def test_result_is_written_once(db: Session, submission: Submission) -> None:
