@@ -6,14 +6,16 @@ expensive part of every evaluation) and then serves one request at a time on its
 each request it forks a fresh child that enters its isolation *before* it touches any student file:
 
   C1 (monitor, in the host PID namespace)  unshare(mount, PID, net, IPC, UTS); fork C2; exit with C3's status
+                                           once the namespace is empty (SIGTERM: kill C2 first)
   C2 (PID 1 of the new PID namespace)      build a new root: read-only runtime, harness, job and
                                            submission; private size-limited /tmp; fresh /proc; a few
                                            device nodes; pivot_root; fork C3; reap orphans
   C3 (the evaluation)                      drop to the slot uid, no_new_privs, seccomp filter, then run
                                            the harness (rlimits are set by the harness itself)
 
-Killing C1 (the runner does, on timeout) kills C2 through PR_SET_PDEATHSIG, and with PID 1 gone the
-kernel kills everything left in the namespace. Standalone like the harness (stdlib, numpy, torch): the
+SIGTERM to C1 (the runner's, when the result is in or the time is up) makes C1 kill C2; with PID 1 gone
+the kernel kills everything left in the namespace, and C1 exits once all of it is reaped. Killing C1
+itself kills C2 through PR_SET_PDEATHSIG, to the same end, but without waiting for it. Standalone like the harness (stdlib, numpy, torch): the
 project's packages are never loaded into this process, so no child can find them in memory either.
 
 Protocol on the socket (fd 0): the runner sends one JSON line plus four fds (SCM_RIGHTS: stdout,
@@ -48,6 +50,10 @@ MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 MNT_DETACH = 2
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 1, 38, 22, 2
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
+
+# C1's exit code when C1 itself failed: its sandbox's processes may outlive it (until C2's
+# PR_SET_PDEATHSIG takes them), so the runner scans for them before reusing the uid.
+MONITOR_FAILED = 75
 
 HERE = Path(__file__).resolve().parent
 libc = ctypes.CDLL(None, use_errno=True)
@@ -163,22 +169,36 @@ def _exit_code(status: int) -> int:
 
 def _spare_monitor(conn: socket.socket, root: str, harness_main: Any) -> None:
     """C1 of a spare sandbox: never returns. Forked ahead of its request, so the three forks of this
-    large process are off the critical path; it waits (in C2, C3) until the zygote hands it a job."""
+    large process are off the critical path; it waits (in C2, C3) until the zygote hands it a job.
+
+    SIGTERM (the runner's: the result is in, or the time is up) ends the sandbox: C1 kills C2, the
+    PID 1 of its namespace, and the kernel kills every process left there. C1 exits only after it
+    has reaped C2, and C2 is reaped only once the kernel has reaped everything else in the namespace,
+    so when C1 exits normally the whole tree is gone (the runner then needs no scan for survivors).
+    The signals are taken with sigwait, not a handler: C1 never signals a pid it has already reaped."""
     try:
         os.setsid()
         _check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "pdeathsig")
         _check(
             libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS), "unshare"
         )
+        # Blocked before the fork, so no SIGCHLD is lost (unblocked, its default action discards it).
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGCHLD})
         c2 = os.fork()
         if c2 == 0:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             _spare_init(conn, root, harness_main)
         conn.close()
-        _, status = os.waitpid(c2, 0)
-        os._exit(_exit_code(status))
+        while True:
+            if signal.sigwait({signal.SIGTERM, signal.SIGCHLD}) == signal.SIGTERM:
+                os.kill(c2, signal.SIGKILL)  # not reaped yet: the pid is still C2's
+                continue
+            pid, status = os.waitpid(c2, os.WNOHANG)
+            if pid == c2:
+                os._exit(_exit_code(status))
     except BaseException as e:  # noqa: BLE001 - a child must never return into the server loop
         os.write(2, f"zygote spare failed: {type(e).__name__}: {e}\n".encode())
-        os._exit(70)
+        os._exit(MONITOR_FAILED)
 
 
 def _spare_init(conn: socket.socket, root: str, harness_main: Any) -> None:

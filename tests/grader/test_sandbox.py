@@ -492,6 +492,36 @@ def test_pool_survives_hung_and_crashed_children_and_restarts_when_killed(
 
 
 @pytest.mark.skipif("zygote" not in STRONG, reason="the warm pool needs root and namespaces")
+def test_a_pool_evaluation_is_gone_when_its_monitor_exits(
+    mode: str, phone_zip: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The monitor exits only once its namespace is empty, so the uid slot is released without the
+    # /proc scan, even after a detached grandchild and after a timeout (the autouse fixture then
+    # checks, with its own scan, that nothing survived).
+    if mode != "zygote":
+        pytest.skip("about the pool")
+    zygote_py = sandbox.HARNESS_DIR / "zygote.py"
+    assert f"MONITOR_FAILED = {sandbox.ZYGOTE_MONITOR_FAILED}\n" in zygote_py.read_text(encoding="utf-8")
+    scans: list[int] = []
+    real = sandbox._kill_uid
+    monkeypatch.setattr(sandbox, "_kill_uid", lambda uid, **kw: scans.append(uid) or real(uid, **kw))
+    detached = """
+    import os, time
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            time.sleep(300)
+        os._exit(0)
+    """
+    assert run(phone_zip(top=detached)).status == "graded"
+    spec = SPEC.model_copy(update={"timeout_s": 3.0})
+    hung = run(phone_zip(top=detached, forward="while True:\n    pass", name="hang.zip"), spec=spec)
+    assert hung.error is not None and hung.error.code == ErrorCode.timeout
+    sandbox.settle_pool()
+    assert scans == []
+
+
+@pytest.mark.skipif("zygote" not in STRONG, reason="the warm pool needs root and namespaces")
 def test_pool_exits_quietly_when_its_worker_goes_away(mode: str, tmp_path: Path) -> None:
     if mode != "zygote":
         pytest.skip("about the pool")
