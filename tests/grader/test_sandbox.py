@@ -294,16 +294,19 @@ def test_sigterm_ignoring_loop_and_detached_child_are_killed(phone_zip: Callable
     # the autouse fixture asserts no sandbox-uid process survived
 
 
-def test_detached_child_of_a_successful_run_does_not_survive(phone_zip: Callable[..., Path]) -> None:
-    code = """
-    import os, time
+# A grandchild in a session of its own, left sleeping when the evaluation ends.
+DETACHED_GRANDCHILD = """
+import os, time
+if os.fork() == 0:
+    os.setsid()
     if os.fork() == 0:
-        os.setsid()
-        if os.fork() == 0:
-            time.sleep(300)
-        os._exit(0)
-    """
-    report = run(phone_zip(top=code))
+        time.sleep(300)
+    os._exit(0)
+"""
+
+
+def test_detached_child_of_a_successful_run_does_not_survive(phone_zip: Callable[..., Path]) -> None:
+    report = run(phone_zip(top=DETACHED_GRANDCHILD))
     assert report.status == "graded"
 
 
@@ -505,17 +508,11 @@ def test_a_pool_evaluation_is_gone_when_its_monitor_exits(
     scans: list[int] = []
     real = sandbox._kill_uid
     monkeypatch.setattr(sandbox, "_kill_uid", lambda uid, **kw: scans.append(uid) or real(uid, **kw))
-    detached = """
-    import os, time
-    if os.fork() == 0:
-        os.setsid()
-        if os.fork() == 0:
-            time.sleep(300)
-        os._exit(0)
-    """
-    assert run(phone_zip(top=detached)).status == "graded"
+    assert run(phone_zip(top=DETACHED_GRANDCHILD)).status == "graded"
     spec = SPEC.model_copy(update={"timeout_s": 3.0})
-    hung = run(phone_zip(top=detached, forward="while True:\n    pass", name="hang.zip"), spec=spec)
+    hung = run(
+        phone_zip(top=DETACHED_GRANDCHILD, forward="while True:\n    pass", name="hang.zip"), spec=spec
+    )
     assert hung.error is not None and hung.error.code == ErrorCode.timeout
     sandbox.settle_pool()
     assert scans == []
