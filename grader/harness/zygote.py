@@ -15,8 +15,10 @@ each request it forks a fresh child that enters its isolation *before* it touche
 
 SIGTERM to C1 (the runner's, when the result is in or the time is up) makes C1 kill C2; with PID 1 gone
 the kernel kills everything left in the namespace, and C1 exits once all of it is reaped. Killing C1
-itself kills C2 through PR_SET_PDEATHSIG, to the same end, but without waiting for it. Standalone like the harness (stdlib, numpy, torch): the
-project's packages are never loaded into this process, so no child can find them in memory either.
+itself kills C2 through PR_SET_PDEATHSIG, to the same end, but without waiting for it.
+
+Standalone like the harness (stdlib, numpy, torch): the project's packages are never loaded into this
+process, so no child can find them in memory either.
 
 Protocol on the socket (fd 0): the runner sends one JSON line plus four fds (SCM_RIGHTS: stdout,
 stderr, result, done), the zygote answers {"pid": C1} and later {"status": wait status} or {"error": ...}.

@@ -257,6 +257,7 @@ def _claim_statement() -> Update:
     """The claim as one UPDATE ... RETURNING of what the grading needs, built once (composing it cost
     more CPU than Postgres spends running it)."""
     c = Submission.__table__.c
+    # No parameter is named like a column: SQLAlchemy would add it to the SET clause.
     now = bindparam("now", type_=c.started_at.type)
     return (
         update(Submission)
@@ -301,7 +302,9 @@ def claim(
     )
 
 
-def _holds_lease(submission_id: int, attempt: int) -> ColumnElement[bool]:
+def _holds_lease(
+    submission_id: int | BindParameter[Any], attempt: int | BindParameter[Any]
+) -> ColumnElement[bool]:
     return and_(
         Submission.id == submission_id,
         Submission.status == SubmissionStatus.running,
@@ -336,13 +339,10 @@ def _record_statement() -> Update:
     """record_report's UPDATE under the lease (`:submission_id`, `:held_attempt`, `:final_status`, `:now`),
     built once: it runs with every grading."""
     c = Submission.__table__.c
+    # No parameter is named like a column: SQLAlchemy would add it to the SET clause.
     return (
         update(Submission)
-        .where(
-            Submission.id == bindparam("submission_id"),
-            Submission.status == SubmissionStatus.running,
-            Submission.attempt == bindparam("held_attempt"),
-        )
+        .where(_holds_lease(bindparam("submission_id"), bindparam("held_attempt")))
         .values(
             status=bindparam("final_status", type_=c.status.type),
             finished_at=bindparam("now", type_=c.finished_at.type),
