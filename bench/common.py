@@ -347,6 +347,23 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def process_cpu_seconds(pid: int) -> tuple[float, float]:
+    """(its own user + system CPU, that of its children it has reaped) of `pid`, from /proc; (0, 0)
+    if it is gone."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        return 0.0, 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
+
+
+def machine_cpu_seconds() -> float:
+    """CPU time the whole machine has spent busy (every state but idle and iowait), /proc/stat."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def pids_named(name: str) -> list[int]:
     """PIDs whose command name is `name` (e.g. every Postgres backend on this machine)."""
     out = []

@@ -433,6 +433,40 @@ class Uploader:
         return time.perf_counter()
 
 
+CPU_PARTS = (
+    ("evaluations", "the evaluations (each one's monitor, PID 1 and evaluation process)"),
+    ("zygotes", "the zygotes themselves"),
+    ("pool", "the worker's pool processes (Celery tasks, grade() around the sandbox)"),
+    ("worker_main", "the worker's main process"),
+    ("api", "the API"),
+    ("postgres", "Postgres"),
+    ("bench", "this benchmark's uploaders"),
+)
+
+
+def cpu_split(dep: Deployment, worker_pid: int) -> dict[str, float]:
+    """CPU seconds so far of the machine and of each part of the service (see CPU_PARTS). An
+    evaluation's CPU reaches its zygote's children's count once the zygote has reaped its monitor,
+    which reaps the rest: take the difference of two of these around a batch of gradings."""
+    parts = dict.fromkeys([key for key, _ in CPU_PARTS], 0.0)
+    parts["machine"] = common.machine_cpu_seconds()
+    parts["worker_main"] = common.process_cpu_seconds(worker_pid)[0]
+    for pool in common._ppid_map().get(worker_pid, []):
+        parts["pool"] += common.process_cpu_seconds(pool)[0]
+        for child in common._ppid_map().get(pool, []):
+            if "zygote.py" in common._cmd(child):
+                own, reaped = common.process_cpu_seconds(child)
+                parts["zygotes"] += own
+                parts["evaluations"] += reaped
+    if dep.api is not None:
+        parts["api"] = sum(
+            sum(common.process_cpu_seconds(p)) for p in [dep.api.pid, *common.descendants(dep.api.pid)]
+        )
+    parts["postgres"] = common.cpu_seconds(common.pids_named("postgres"))
+    parts["bench"] = time.process_time()
+    return parts
+
+
 def zygotes_of(pid: int) -> int:
     return sum(1 for p in common.tree_memory(pid)["processes"] if p["role"] == "zygote")
 
@@ -443,6 +477,7 @@ class ServiceFigures:
     throughput_n: int = 0
     throughput_per_min: float = float("nan")
     throughput_db_per_min: float = float("nan")
+    cpu_per_grading: dict[str, float] = field(default_factory=dict)  # seconds, from cpu_split
     concurrency: int = 0
     mem_cold: dict[str, Any] = field(default_factory=dict)
     mem_start: dict[str, Any] = field(default_factory=dict)
@@ -495,9 +530,13 @@ def measure_service(
             gradings = warm
 
             n = plan.throughput_n
+            cpu_before = cpu_split(dep, worker.pid)
             t0 = time.perf_counter()
             ids = up.post_many([(mnist_slug, "mnist-mlp", mnist_zip)] * n)
             t_end = up.wait_all(ids, 600)
+            time.sleep(0.5)  # the last evaluations' trees are reaped after their results are in
+            cpu_after = cpu_split(dep, worker.pid)
+            out.cpu_per_grading = {k: (cpu_after[k] - cpu_before[k]) / n for k in cpu_after}
             info = up.outcome(ids)
             if info["bad"]:
                 raise SystemExit(f"throughput run: not all graded cleanly: {info['bad'][:5]}")
@@ -560,6 +599,19 @@ def fmt_s(x: float | None) -> str:
 
 def ratio(x: float, a: float) -> str:
     return f"{x / a:.2f}x" if a == a and a > 0 and x == x else "-"
+
+
+def cpu_line(svc: ServiceFigures, a: float) -> str:
+    cpu = svc.cpu_per_grading
+    if not cpu:
+        return "CPU per grading: not measured."
+    parts = ", ".join(f"{label} {fmt_s(cpu[key])}" for key, label in CPU_PARTS)
+    other = cpu["machine"] - sum(cpu[key] for key, _ in CPU_PARTS)
+    return (
+        f"CPU per grading in the throughput run (/proc, whole machine): {fmt_s(cpu['machine'])}, against "
+        f"a = {fmt_s(a)} of the model's own work; of it {parts}, and {fmt_s(other)} other (the kernel's "
+        "own work, Redis, the rest of the machine)."
+    )
 
 
 def build_report(
@@ -653,6 +705,7 @@ def build_report(
             f"--concurrency {svc.concurrency}: {svc.throughput_per_min:.0f} graded/min from first POST to last final "
             f"row ({svc.throughput_db_per_min:.0f}/min by the rows' created_at..finished_at); pure-inference bound "
             f"{svc.concurrency} x 60 / {fmt_s(a['mnist-mlp'])} = {bound:.0f}/min; fraction {frac:.1%}.",
+            cpu_line(svc, a["mnist-mlp"]),
             f"Worker memory (main + pool children + zygotes, /proc): just started (no zygote yet) RSS "
             f"{svc.mem_cold['rss_mib']:.0f} MiB / PSS {svc.mem_cold['pss_mib']:.0f} MiB; warm (every pool process has "
             f"its zygote) RSS {svc.mem_start['rss_mib']:.0f} MiB / PSS {svc.mem_start['pss_mib']:.0f} MiB; after "
