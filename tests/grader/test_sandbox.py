@@ -8,9 +8,11 @@ nothing for the next run to find.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -516,6 +518,26 @@ def test_a_pool_evaluation_is_gone_when_its_monitor_exits(
     assert hung.error is not None and hung.error.code == ErrorCode.timeout
     sandbox.settle_pool()
     assert scans == []
+
+
+def test_a_finished_tree_that_stays_is_ended_after_the_grace(mode: str) -> None:
+    # A finished evaluation's tree ends by itself; one still there after DONE_GRACE_S gets the
+    # SIGTERM a hung one gets at once. A real process stands in for its monitor.
+    if mode != MODES[0]:
+        pytest.skip("not about a sandbox mode: once is enough")
+    pool = sandbox.Zygote()
+    stays = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    later = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        pool.end_at = {stays.pid: time.monotonic() - 0.1, later.pid: time.monotonic() + 60}
+        due_in = pool._end_overdue()
+        assert stays.wait(timeout=10) == -signal.SIGTERM
+        assert later.poll() is None and 50 < due_in <= 60
+        assert pool.end_at == {later.pid: pool.end_at[later.pid]}
+    finally:
+        stays.kill()
+        later.kill()
+        later.wait()
 
 
 @pytest.mark.skipif("zygote" not in STRONG, reason="the warm pool needs root and namespaces")
