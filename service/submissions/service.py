@@ -326,23 +326,25 @@ def renew_lease(session: Session, submission_id: int, attempt: int, lease_s: flo
 def record_report(session: Session, submission_id: int, attempt: int, report: GradeReport) -> bool:
     """Store the result of `attempt` if it still holds the lease; False (nothing written) otherwise."""
     status = SubmissionStatus.graded if report.status == "graded" else SubmissionStatus.error
-    now = utcnow()
-    row = session.execute(
-        _record_statement(),
-        {"submission_id": submission_id, "held_attempt": attempt, "final_status": status, "now": now},
-    ).one_or_none()
-    return _write_result(session, row, submission_id, attempt, report, now)
+    params = {"submission_id": submission_id, "held_attempt": attempt}
+    return _finish(session, _record_statement(), params, submission_id, attempt, status, report)
 
 
 @functools.cache
 def _record_statement() -> Update:
-    """record_report's UPDATE under the lease (`:submission_id`, `:held_attempt`, `:final_status`, `:now`),
-    built once: it runs with every grading."""
+    """record_report's UPDATE under the lease (`:submission_id`, `:held_attempt`), built once: it runs
+    with every grading."""
+    return _finish_statement(_holds_lease(bindparam("submission_id"), bindparam("held_attempt")))
+
+
+def _finish_statement(condition: ColumnElement[bool]) -> Update:
+    """The UPDATE that gives a submission its final status (`:final_status`, `:now`) where `condition`
+    holds, returning what its result row copies from it."""
     c = Submission.__table__.c
     # No parameter is named like a column: SQLAlchemy would add it to the SET clause.
     return (
         update(Submission)
-        .where(_holds_lease(bindparam("submission_id"), bindparam("held_attempt")))
+        .where(condition)
         .values(
             status=bindparam("final_status", type_=c.status.type),
             finished_at=bindparam("now", type_=c.finished_at.type),
@@ -355,32 +357,17 @@ def _record_statement() -> Update:
 
 def _finish(
     session: Session,
-    condition: ColumnElement[bool],
+    statement: Update,
+    params: dict[str, Any],
     submission_id: int,
     attempt: int,
     status: SubmissionStatus,
     report: GradeReport,
 ) -> bool:
+    """Run `statement` (a _finish_statement) and, if its condition held, write the result row and
+    its board entries; False (nothing written) otherwise."""
     now = utcnow()
-    row = session.execute(
-        update(Submission)
-        .where(condition)
-        .values(status=status, finished_at=now, lease_expires_at=None)
-        .returning(Submission.assignment_id, Submission.owner_id, Submission.created_at)
-    ).one_or_none()
-    return _write_result(session, row, submission_id, attempt, report, now)
-
-
-def _write_result(
-    session: Session,
-    row: Any,
-    submission_id: int,
-    attempt: int,
-    report: GradeReport,
-    now: datetime,
-) -> bool:
-    """The result row of a submission whose final status was just set (`row`: its assignment_id,
-    owner_id and created_at, None if the condition did not hold), and its board entries."""
+    row = session.execute(statement, {**params, "final_status": status, "now": now}).one_or_none()
     if row is None:
         return False
     result = result_from_report(submission_id, attempt, report, now)
@@ -485,7 +472,7 @@ def sweep(session: Session, settings: Settings, *, limit: int = 500) -> list[Wak
                 "by the logs. Your submission is kept.",
                 f"评分在服务器端失败了 {attempt} 次（评分进程中断）。你的提交已保存，请联系助教。",
             )
-            if _finish(session, seen, sub_id, attempt, SubmissionStatus.error, report):
+            if _finish(session, _finish_statement(seen), {}, sub_id, attempt, SubmissionStatus.error, report):
                 log.error("submission %s: giving up after %s attempts", sub_id, attempt)
             continue
         changed = session.execute(
