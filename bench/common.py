@@ -340,11 +340,7 @@ def _stat_fields(pid: int) -> list[str] | None:
 def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU time of `pids` (those still alive), and of their children that ended (a
     Postgres backend that exits is counted by the postmaster that reaped it), from /proc."""
-    total = 0
-    for pid in pids:
-        if (fields := _stat_fields(pid)) is not None:
-            total += sum(int(f) for f in fields[11:15])
-    return total / os.sysconf("SC_CLK_TCK")
+    return sum(sum(process_cpu_seconds(pid)) for pid in pids)
 
 
 def process_cpu_seconds(pid: int) -> tuple[float, float]:

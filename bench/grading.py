@@ -451,17 +451,16 @@ def cpu_split(dep: Deployment, worker_pid: int) -> dict[str, float]:
     parts = dict.fromkeys([key for key, _ in CPU_PARTS], 0.0)
     parts["machine"] = common.machine_cpu_seconds()
     parts["worker_main"] = common.process_cpu_seconds(worker_pid)[0]
-    for pool in common._ppid_map().get(worker_pid, []):
+    children = common._ppid_map()
+    for pool in children.get(worker_pid, []):
         parts["pool"] += common.process_cpu_seconds(pool)[0]
-        for child in common._ppid_map().get(pool, []):
+        for child in children.get(pool, []):
             if "zygote.py" in common._cmd(child):
                 own, reaped = common.process_cpu_seconds(child)
                 parts["zygotes"] += own
                 parts["evaluations"] += reaped
     if dep.api is not None:
-        parts["api"] = sum(
-            sum(common.process_cpu_seconds(p)) for p in [dep.api.pid, *common.descendants(dep.api.pid)]
-        )
+        parts["api"] = common.cpu_seconds([dep.api.pid, *common.descendants(dep.api.pid)])
     parts["postgres"] = common.cpu_seconds(common.pids_named("postgres"))
     parts["bench"] = time.process_time()
     return parts
