@@ -65,7 +65,6 @@ IN_INPUTS = "/inputs"
 INPUT_CACHE_DIR = Path(tempfile.gettempdir()) / "hwgrade-input-cache"
 ZYGOTE_OUT_FD = 3
 ZYGOTE_DONE_FD = 4
-ZYGOTE_MONITOR_FAILED = 75  # grader/harness/zygote.py's MONITOR_FAILED (it imports nothing of ours)
 
 
 @dataclass(frozen=True)
@@ -269,8 +268,8 @@ class Slot:
         return UID_BASE + self.number
 
     def release(self, *, scan: bool = True) -> None:
-        """`scan=False` only when nothing can still run as this uid (the warm pool's monitor exited
-        after its namespace was emptied): the scan reads every process's /proc status, 2-3 ms."""
+        """`scan=False` only when nothing can still run as this uid (the warm pool's sandbox init was
+        reaped, so its PID namespace is empty): the scan reads every process's /proc status, 2-3 ms."""
         if self.fd < 0:
             return
         if scan:
@@ -847,8 +846,9 @@ class ZygoteDied(RuntimeError):
 
 class Zygote:
     """Client for grader/harness/zygote.py: starts it, sends one evaluation at a time, restarts it if
-    it dies. A hung evaluation is ended here (SIGTERM to its monitor, which kills the namespace's
-    PID 1); the zygote itself never waits on student code for longer than that.
+    it dies. A hung evaluation is ended here (SIGKILL to its namespace's PID 1, the sandbox's init,
+    through a pidfd: never a recycled pid; the kernel then kills the rest of the namespace); the
+    zygote itself never waits on student code for longer than that.
 
     As soon as the harness reports its result complete (one byte on the done pipe) the evaluation is
     over for the caller: its tree ends by itself (the harness exits right after) while the caller
@@ -871,8 +871,11 @@ class Zygote:
         # Evaluations the caller is done with whose trees are still being torn down: pid -> uid slot,
         # released when the zygote reports the exit.
         self.pending: dict[int, Slot] = {}
-        # Pending monitors not signalled yet: pid -> when to end their tree if it is still there.
+        # Pending inits not signalled yet: pid -> when to end their tree if it is still there.
         self.end_at: dict[int, float] = {}
+        # A pidfd for each running init (opened when the zygote names it, closed when it reports the
+        # exit): signals reach that process or nothing, even after the zygote has reaped it.
+        self.pidfds: dict[int, int] = {}
         self._buf = b""
         atexit.register(self.stop)
 
@@ -923,6 +926,10 @@ class Zygote:
             slot.release()
         self.pending = {}
         self.end_at = {}
+        for pidfd in self.pidfds.values():
+            with contextlib.suppress(OSError):
+                os.close(pidfd)
+        self.pidfds = {}
         self.proc = None
         self.sock = None
         if self.root is not None:
@@ -952,20 +959,40 @@ class Zygote:
     def _dispatch(self, msg: dict[str, Any]) -> dict[str, Any] | None:
         """Handle the exit report of an earlier evaluation (frees its slot); other messages are returned."""
         if "status" in msg and int(msg.get("pid", -1)) in self.pending:
-            self.end_at.pop(int(msg["pid"]), None)
-            self.pending.pop(int(msg["pid"])).release(scan=not _tree_gone(int(msg["status"])))
+            init = int(msg["pid"])
+            self.end_at.pop(init, None)
+            self._forget(init)
+            # The zygote reaped the sandbox's init, which the kernel allows only once the rest of its
+            # PID namespace is gone: nothing can still run as the slot's uid, no scan needed.
+            self.pending.pop(init).release(scan=False)
             return None
         return msg
 
+    def _watch(self, init: int) -> None:
+        with contextlib.suppress(OSError):  # already gone: its status is on the way
+            self.pidfds[init] = os.pidfd_open(init)
+
+    def _forget(self, init: int) -> None:
+        pidfd = self.pidfds.pop(init, None)
+        if pidfd is not None:
+            os.close(pidfd)
+
+    def _end(self, init: int) -> None:
+        """SIGKILL a sandbox's init (PID 1 ignores any other signal from outside its namespace);
+        the kernel then kills everything else in the namespace."""
+        pidfd = self.pidfds.get(init)
+        if pidfd is not None:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+
     def _end_overdue(self) -> float:
-        """SIGTERM the monitors of finished evaluations whose trees outstayed DONE_GRACE_S; returns
-        the seconds until the next one is due (inf if none)."""
+        """End the trees of finished evaluations that outstayed DONE_GRACE_S; returns the seconds
+        until the next one is due (inf if none)."""
         now = time.monotonic()
-        for monitor, at in list(self.end_at.items()):
+        for init, at in list(self.end_at.items()):
             if at <= now:
-                del self.end_at[monitor]
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(monitor, signal.SIGTERM)
+                del self.end_at[init]
+                self._end(init)
         return min(self.end_at.values(), default=math.inf) - now
 
     def _pop_buffered(self) -> dict[str, Any] | None:
@@ -1038,7 +1065,8 @@ class Zygote:
             started = self._next(30)
             if "pid" not in started:
                 raise ZygoteDied(f"zygote could not fork: {started}")
-            monitor = int(started["pid"])
+            init = int(started["pid"])
+            self._watch(init)
             deadline = time.monotonic() + limits.timeout_s
             open_fds = [out_r, err_r, done_r]
             done = timed_out = False
@@ -1046,8 +1074,9 @@ class Zygote:
             while True:
                 msg = self._pop_buffered()
                 if msg is not None:
-                    if int(msg.get("pid", -1)) == monitor and "status" in msg:
+                    if int(msg.get("pid", -1)) == init and "status" in msg:
                         status = int(msg["status"])
+                        self._forget(init)
                         break
                     raise ZygoteDied(f"unexpected message from the zygote: {msg}")
                 left = deadline - time.monotonic()
@@ -1074,19 +1103,18 @@ class Zygote:
                 if done:
                     break
             if status is None:
-                # Out of time: end the tree now (the monitor kills the namespace's PID 1 and exits
-                # once all of it is gone). Done: the harness exits by itself; ended later if not.
-                # Whatever it printed before finishing is already in the pipes.
+                # Out of time: end the tree now (the zygote reaps its init once all of it is gone).
+                # Done: the harness exits by itself; ended later if not. Whatever it printed before
+                # finishing is already in the pipes.
                 if timed_out:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(monitor, signal.SIGTERM)
+                    self._end(init)
                 else:
-                    self.end_at[monitor] = time.monotonic() + self.DONE_GRACE_S
+                    self.end_at[init] = time.monotonic() + self.DONE_GRACE_S
                 _read_available([fd for fd in open_fds if fd != done_r], tails)
-                self.pending[monitor] = slot
+                self.pending[init] = slot
             else:
                 _read_available([fd for fd in open_fds if fd != done_r], tails)
-                slot.release(scan=not _tree_gone(status))
+                slot.release(scan=False)  # init reaped: its namespace is empty
             returncode = 0 if done else (None if status is None else os.waitstatus_to_exitcode(status))
             return returncode, timed_out, tails[out_r], tails[err_r]
         finally:
@@ -1094,13 +1122,6 @@ class Zygote:
                 if fd >= 0:
                     with contextlib.suppress(OSError):
                         os.close(fd)
-
-
-def _tree_gone(status: int) -> bool:
-    """Whether a monitor's (C1's) wait status means its whole sandbox is gone: it exited by itself,
-    which it does only after reaping the namespace's PID 1, which the kernel lets it do only once
-    every other process in the namespace is reaped. Killed, or failed on its own, it proves nothing."""
-    return os.WIFEXITED(status) and os.WEXITSTATUS(status) != ZYGOTE_MONITOR_FAILED
 
 
 def _read_available(fds: list[int], tails: dict[int, _Tail]) -> None:

@@ -5,23 +5,26 @@ Started once per worker process as `python -I -u zygote.py`; it imports numpy, t
 expensive part of every evaluation) and then serves one request at a time on its stdin socket. For
 each request it forks a fresh child that enters its isolation *before* it touches any student file:
 
-  C1 (monitor, in the host PID namespace)  unshare(mount, PID, net, IPC, UTS); fork C2; exit with C3's status
-                                           once the namespace is empty (SIGTERM: kill C2 first)
-  C2 (PID 1 of the new PID namespace)      build a new root: read-only runtime, harness, job and
-                                           submission; private size-limited /tmp; fresh /proc; a few
-                                           device nodes; pivot_root; fork C3; reap orphans
-  C3 (the evaluation)                      drop to the slot uid, no_new_privs, seccomp filter, then run
-                                           the harness (rlimits are set by the harness itself)
+  init (PID 1 of a new PID namespace)  forked by the zygote between unshare(CLONE_NEWPID) and a setns
+                                       back to its own PID namespace; unshare(mount, net, IPC, UTS);
+                                       build a new root: read-only runtime, harness, job and
+                                       submission; private size-limited /tmp; fresh /proc; a few
+                                       device nodes; pivot_root; fork the evaluation; reap orphans;
+                                       exit with the evaluation's status
+  the evaluation (init's child)        drop to the slot uid, no_new_privs, seccomp filter, then run
+                                       the harness (rlimits are set by the harness itself)
 
-SIGTERM to C1 (the runner's, when the result is in or the time is up) makes C1 kill C2; with PID 1 gone
-the kernel kills everything left in the namespace, and C1 exits once all of it is reaped. Killing C1
-itself kills C2 through PR_SET_PDEATHSIG, to the same end, but without waiting for it.
+When init exits, or is killed (the runner's SIGKILL, when the time is up or a finished tree outstays
+its grace), the kernel kills everything left in its namespace, and the zygote can reap init only once
+all of it is gone: whatever init's wait status, its tree is gone when the zygote reports it. If the
+zygote dies, PR_SET_PDEATHSIG kills init, to the same end.
 
 Standalone like the harness (stdlib, numpy, torch): the project's packages are never loaded into this
 process, so no child can find them in memory either.
 
 Protocol on the socket (fd 0): the runner sends one JSON line plus four fds (SCM_RIGHTS: stdout,
-stderr, result, done), the zygote answers {"pid": C1} and later {"status": wait status} or {"error": ...}.
+stderr, result, done), the zygote answers {"pid": init's pid here} and later {"status": init's wait status} or
+{"error": ...}.
 """
 
 from __future__ import annotations
@@ -52,10 +55,6 @@ MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 MNT_DETACH = 2
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 1, 38, 22, 2
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
-
-# C1's exit code when C1 itself failed: its sandbox's processes may outlive it (until C2's
-# PR_SET_PDEATHSIG takes them), so the runner scans for them before reusing the uid.
-MONITOR_FAILED = 75
 
 HERE = Path(__file__).resolve().parent
 libc = ctypes.CDLL(None, use_errno=True)
@@ -149,7 +148,7 @@ def build_root(req: dict[str, Any], root: str) -> None:
 
 
 def enter_sandbox(req: dict[str, Any]) -> None:
-    """In C3: become the unprivileged slot uid under the seccomp filter."""
+    """In the evaluation: become the unprivileged slot uid under the seccomp filter."""
     uid = int(req["uid"])
     os.setgroups([])
     os.setgid(uid)
@@ -169,69 +168,43 @@ def _exit_code(status: int) -> int:
     return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1
 
 
-def _spare_monitor(conn: socket.socket, root: str, harness_main: Any) -> None:
-    """C1 of a spare sandbox: never returns. Forked ahead of its request, so the three forks of this
-    large process are off the critical path; it waits (in C2, C3) until the zygote hands it a job.
+def _spare_init(conn: socket.socket, root: str, harness_main: Any) -> None:
+    """Init, PID 1 of the sandbox's PID namespace: never returns. Forked ahead of its request, so the
+    two forks of this large process are off the critical path, it waits (and the evaluation with it)
+    until the zygote hands it a job. Then it builds the filesystem view (pivot_root also moves the
+    evaluation, same mount namespace), hands the job on, and reaps until the evaluation has exited.
 
-    SIGTERM (the runner's: the result is in, or the time is up) ends the sandbox: C1 kills C2, the
-    PID 1 of its namespace, and the kernel kills every process left there. C1 exits only after it
-    has reaped C2, and C2 is reaped only once the kernel has reaped everything else in the namespace,
-    so when C1 exits normally the whole tree is gone (the runner then needs no scan for survivors).
-    The signals are taken with sigwait, not a handler: C1 never signals a pid it has already reaped."""
+    No signal handlers: as PID 1 it ignores every signal but the SIGKILL that ends its sandbox (from
+    the runner, or PR_SET_PDEATHSIG when the zygote dies). If the zygote dies before the prctl, the
+    job never comes: recv sees the socket closed, and init exits."""
+    fds: list[int] = []
     try:
         os.setsid()
         _check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "pdeathsig")
-        _check(
-            libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS), "unshare"
-        )
-        # Blocked before the fork, so no SIGCHLD is lost (unblocked, its default action discards it).
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGCHLD})
-        c2 = os.fork()
-        if c2 == 0:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-            _spare_init(conn, root, harness_main)
-        conn.close()
-        while True:
-            if signal.sigwait({signal.SIGTERM, signal.SIGCHLD}) == signal.SIGTERM:
-                os.kill(c2, signal.SIGKILL)  # not reaped yet: the pid is still C2's
-                continue
-            pid, status = os.waitpid(c2, os.WNOHANG)
-            if pid == c2:
-                os._exit(_exit_code(status))
-    except BaseException as e:  # noqa: BLE001 - a child must never return into the server loop
-        os.write(2, f"zygote spare failed: {type(e).__name__}: {e}\n".encode())
-        os._exit(MONITOR_FAILED)
-
-
-def _spare_init(conn: socket.socket, root: str, harness_main: Any) -> None:
-    """C2, PID 1 of the sandbox's PID namespace: never returns. Receives the job, builds the
-    filesystem view (pivot_root also moves C3, same mount namespace), hands the job to C3, reaps."""
-    fds: list[int] = []
-    try:
-        _check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "pdeathsig")
-        to_c3, c3_conn = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        c3 = os.fork()
-        if c3 == 0:
+        _check(libc.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
+        to_eval, eval_conn = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        evaluation = os.fork()
+        if evaluation == 0:
             conn.close()
-            to_c3.close()
-            req, fds = _recv(c3_conn)
-            c3_conn.close()
+            to_eval.close()
+            req, fds = _recv(eval_conn)
+            eval_conn.close()
             if req is None:
                 os._exit(72)
             _run_evaluation(req, fds, harness_main)
-        c3_conn.close()
+        eval_conn.close()
         req, fds = _recv(conn)
         conn.close()
         if req is None:
             os._exit(72)  # the zygote went away before using this spare
         build_root(req, root)
-        _send_fds(to_c3, req, fds)
-        to_c3.close()
+        _send_fds(to_eval, req, fds)
+        to_eval.close()
         for fd in fds:
             os.close(fd)
         while True:
             pid, status = os.wait()
-            if pid == c3:
+            if pid == evaluation:
                 os._exit(_exit_code(status))
     except ChildProcessError:
         os._exit(71)
@@ -248,23 +221,36 @@ def _send_fds(sock: socket.socket, obj: dict[str, Any], fds: list[int]) -> None:
 
 
 class _Spare:
-    """One pre-forked sandbox, ready for the next request."""
+    """One pre-forked sandbox, ready for the next request: its init, PID 1 of its own PID namespace,
+    a child of the zygote itself (no monitor process in between: the zygote reaps init directly)."""
 
-    def __init__(self, root: str, harness_main: Any, close_in_child: list[int]) -> None:
+    def __init__(self, root: str, harness_main: Any, close_in_child: list[int], own_pid_ns: int) -> None:
         self.sock, conn = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        pid = os.fork()
+        # unshare(CLONE_NEWPID) moves only this process's next child into a new PID namespace; the
+        # setns right after the fork puts the children after it back into our own, so that the next
+        # spare's unshare can make another (the kernel refuses one while they differ).
+        _check(libc.unshare(CLONE_NEWPID), "unshare(CLONE_NEWPID)")
+        try:
+            pid = os.fork()
+        except BaseException:
+            _check(libc.setns(own_pid_ns, CLONE_NEWPID), "setns(own PID namespace)")
+            raise
         if pid == 0:
-            self.sock.close()
-            for fd in close_in_child:
-                os.close(fd)
-            _spare_monitor(conn, root, harness_main)
+            try:
+                self.sock.close()
+                for fd in (*close_in_child, own_pid_ns):
+                    os.close(fd)
+            except BaseException:  # noqa: BLE001 - a child must never return into the server loop
+                os._exit(70)
+            _spare_init(conn, root, harness_main)
+        _check(libc.setns(own_pid_ns, CLONE_NEWPID), "setns(own PID namespace)")
         conn.close()
         self.pid = pid
         self.pidfd = os.pidfd_open(pid)
 
 
 def _run_evaluation(req: dict[str, Any], fds: list[int], harness_main: Any) -> None:
-    """C3: the evaluation itself; never returns (the harness ends with os._exit)."""
+    """The evaluation itself; never returns (the harness ends with os._exit)."""
     try:
         # Move the received fds out of the way first, so no dup2 below overwrites one not yet placed.
         out_w, err_w, result_fd, done_w = (fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for fd in fds)
@@ -415,14 +401,15 @@ def serve(sock: socket.socket, root: str) -> None:
     preloaded = _Preloaded()
     # Children are reaped as they end (a pidfd each), not in turn: the next evaluation can start while
     # the last one's tree is still being torn down.
-    children: dict[int, int] = {}  # pidfd -> pid of an evaluation's monitor (C1)
+    children: dict[int, int] = {}  # pidfd -> pid of an evaluation's init
     spare: _Spare | None = None
+    own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
 
     def new_spare() -> _Spare:
         # What the spare inherits: the inputs in memory (copy-on-write), by their path inside.
         harness_main.PRELOADED = preloaded.inside()
         try:
-            return _Spare(root, harness_main, [sock.fileno(), *children])
+            return _Spare(root, harness_main, [sock.fileno(), *children], own_pid_ns)
         finally:
             harness_main.PRELOADED = {}
 

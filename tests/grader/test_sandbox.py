@@ -497,16 +497,14 @@ def test_pool_survives_hung_and_crashed_children_and_restarts_when_killed(
 
 
 @pytest.mark.skipif("zygote" not in STRONG, reason="the warm pool needs root and namespaces")
-def test_a_pool_evaluation_is_gone_when_its_monitor_exits(
+def test_a_pool_evaluation_is_gone_when_its_init_is_reaped(
     mode: str, phone_zip: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The monitor exits only once its namespace is empty, so the uid slot is released without the
-    # /proc scan, even after a detached grandchild and after a timeout (the autouse fixture then
-    # checks, with its own scan, that nothing survived).
+    # The zygote can reap a sandbox's init (its namespace's PID 1) only once the namespace is empty,
+    # so the uid slot is released without the /proc scan, even after a detached grandchild and after
+    # a timeout (the autouse fixture then checks, with its own scan, that nothing survived).
     if mode != "zygote":
         pytest.skip("about the pool")
-    zygote_py = sandbox.HARNESS_DIR / "zygote.py"
-    assert f"MONITOR_FAILED = {sandbox.ZYGOTE_MONITOR_FAILED}\n" in zygote_py.read_text(encoding="utf-8")
     scans: list[int] = []
     real = sandbox._kill_uid
     monkeypatch.setattr(sandbox, "_kill_uid", lambda uid, **kw: scans.append(uid) or real(uid, **kw))
@@ -522,7 +520,7 @@ def test_a_pool_evaluation_is_gone_when_its_monitor_exits(
 
 def test_a_finished_tree_that_stays_is_ended_after_the_grace(mode: str) -> None:
     # A finished evaluation's tree ends by itself; one still there after DONE_GRACE_S gets the
-    # SIGTERM a hung one gets at once. A real process stands in for its monitor.
+    # SIGKILL a hung one gets at once. A real process stands in for its init.
     if mode != MODES[0]:
         pytest.skip("not about a sandbox mode: once is enough")
     pool = sandbox.Zygote()
@@ -530,11 +528,14 @@ def test_a_finished_tree_that_stays_is_ended_after_the_grace(mode: str) -> None:
     later = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         pool.end_at = {stays.pid: time.monotonic() - 0.1, later.pid: time.monotonic() + 60}
+        pool._watch(stays.pid)
+        pool._watch(later.pid)
         due_in = pool._end_overdue()
-        assert stays.wait(timeout=10) == -signal.SIGTERM
+        assert stays.wait(timeout=10) == -signal.SIGKILL
         assert later.poll() is None and 50 < due_in <= 60
         assert pool.end_at == {later.pid: pool.end_at[later.pid]}
     finally:
+        pool.stop()
         stays.kill()
         later.kill()
         later.wait()
