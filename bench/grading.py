@@ -434,7 +434,7 @@ class Uploader:
 
 
 CPU_PARTS = (
-    ("evaluations", "the evaluations (each one's init, its PID 1, and the evaluation process)"),
+    ("evaluations", "the evaluations (each one's init and evaluation process)"),
     ("zygotes", "the zygotes themselves"),
     ("pool", "the worker's pool processes (Celery tasks, grade() around the sandbox)"),
     ("worker_main", "the worker's main process"),
@@ -446,8 +446,8 @@ CPU_PARTS = (
 
 def cpu_split(dep: Deployment, worker_pid: int) -> dict[str, float]:
     """CPU seconds so far of the machine and of each part of the service (see CPU_PARTS). An
-    evaluation's CPU reaches its zygote's children's count once the zygote has reaped its init,
-    which reaps the rest: take the difference of two of these around a batch of gradings."""
+    evaluation's CPU reaches its zygote's children's count once the zygote has reaped it (and its
+    init, the sandbox's PID 1): take the difference of two of these around a batch of gradings."""
     parts = dict.fromkeys([key for key, _ in CPU_PARTS], 0.0)
     parts["machine"] = common.machine_cpu_seconds()
     parts["worker_main"] = common.process_cpu_seconds(worker_pid)[0]

@@ -855,9 +855,9 @@ class Zygote:
     scores, and the zygote's exit status for it is collected later (the uid slot is released only
     then). A tree still there DONE_GRACE_S after its result is ended as a hung one is, by the next
     evaluation or settle() after that (none has been seen: the harness exits right after its result,
-    and its pipes close when the caller stops reading). Not ended at once: a PID 1 killed before it
-    has reaped the evaluation lets the kernel reap it unaccounted, and the evaluation's CPU then
-    vanished from every count (20 ms of a 67 ms grading, measured)."""
+    and its pipes close when the caller stops reading). Not ended at once: the evaluation's own exit
+    is the normal end of its tree (the zygote reaps it, then kills init), and a SIGKILL racing that
+    exit would only turn its clean status into a kill."""
 
     DONE_GRACE_S = 2.0
 

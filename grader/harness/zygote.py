@@ -2,35 +2,40 @@
 Android's zygote.
 
 Started once per worker process as `python -I -u zygote.py`; it imports numpy, torch and pandas (the
-expensive part of every evaluation) and then serves one request at a time on its stdin socket. For
-each request it forks a fresh child that enters its isolation *before* it touches any student file:
+expensive part of every evaluation) and then serves one request at a time on its stdin socket. Each
+request gets a fresh sandbox of two processes, whose evaluation enters its isolation *before* it
+touches any student file:
 
-  init (PID 1 of a new PID namespace)  forked by the zygote between unshare(CLONE_NEWPID) and a setns
-                                       back to its own PID namespace; unshare(mount, net, IPC, UTS);
-                                       build a new root: read-only runtime, harness, job and
-                                       submission; private size-limited /tmp; fresh /proc; a few
-                                       device nodes; pivot_root; fork the evaluation; reap orphans;
-                                       exit with the evaluation's status
-  the evaluation (init's child)        drop to the slot uid, no_new_privs, seccomp filter, then run
-                                       the harness (rlimits are set by the harness itself)
+  init (PID 1 of a new PID namespace)  `cat` reading a pipe that only the zygote holds open,
+                                       spawned between unshare(CLONE_NEWPID) and a setns back to the
+                                       zygote's own PID namespace
+  the evaluation (PID 2 there)         forked right after init, into its namespace; unshare(mount,
+                                       net, IPC, UTS); waits for its job; builds a new root: read-only
+                                       runtime, harness, job and submission; private size-limited
+                                       /tmp; fresh /proc (hidepid); a few device nodes; pivot_root;
+                                       drops to the slot uid, no_new_privs, seccomp filter; runs the
+                                       harness (rlimits are set by the harness itself)
 
-When init exits, or is killed (the runner's SIGKILL, when the time is up or a finished tree outstays
-its grace), the kernel kills everything left in its namespace, and the zygote can reap init only once
-all of it is gone: whatever init's wait status, its tree is gone when the zygote reports it. If the
-zygote dies, PR_SET_PDEATHSIG kills init, to the same end.
+Both are the zygote's children; a new sandbox is made ahead of each request (a spare), so the fork is
+off the critical path. When the evaluation has been reaped, the zygote kills init; when init dies (so
+killed, or by the runner's SIGKILL when the time is up or a finished tree outstays its grace, or when
+the zygote dies and the pipe closes) the kernel kills everything left in its namespace, and the
+zygote can reap init only once all of it is gone. So the zygote reports a sandbox's status only when
+it is gone, and nothing of it outlives the zygote.
 
 Standalone like the harness (stdlib, numpy, torch): the project's packages are never loaded into this
 process, so no child can find them in memory either.
 
 Protocol on the socket (fd 0): the runner sends one JSON line plus four fds (SCM_RIGHTS: stdout,
-stderr, result, done), the zygote answers {"pid": init's pid here} and later {"status": init's wait status} or
-{"error": ...}.
+stderr, result, done), the zygote answers {"pid": init's pid here} and later {"status": the
+evaluation's wait status} or {"error": ...}.
 """
 
 from __future__ import annotations
 
 import array
 import base64
+import contextlib
 import ctypes
 import fcntl
 import importlib.util
@@ -39,6 +44,7 @@ import os
 import platform
 import resource
 import select
+import shutil
 import signal
 import socket
 import sys
@@ -128,7 +134,9 @@ def build_root(req: dict[str, Any], root: str) -> None:
         _mkdirs(r + dst)
         bind(src, r + dst)
     _mkdirs(r + "/proc")
-    mount("proc", r + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    # hidepid=2: the evaluation sees only its own uid's processes, not its namespace's init (root,
+    # in the host's mount namespace: its /proc entries would show the host's mounts).
+    mount("proc", r + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=2")
     _mkdirs(r + "/dev")
     mount("tmpfs", r + "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k")
     for dev in ("null", "zero", "full", "random", "urandom", "tty", *req.get("extra_devices", [])):
@@ -162,56 +170,31 @@ def enter_sandbox(req: dict[str, Any]) -> None:
         _check(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0), "seccomp")
 
 
-def _exit_code(status: int) -> int:
-    if os.WIFSIGNALED(status):
-        return 128 + os.WTERMSIG(status)
-    return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1
+def _spare_evaluation(conn: socket.socket, root: str, harness_main: Any) -> None:
+    """The evaluation, PID 2 of its sandbox's PID namespace: never returns. Forked ahead of its
+    request (the fork of this large process is off the critical path), it waits until the zygote
+    hands it a job, then builds its own filesystem view and enters the sandbox before it touches
+    any student file.
 
-
-def _spare_init(conn: socket.socket, root: str, harness_main: Any) -> None:
-    """Init, PID 1 of the sandbox's PID namespace: never returns. Forked ahead of its request, so the
-    two forks of this large process are off the critical path, it waits (and the evaluation with it)
-    until the zygote hands it a job. Then it builds the filesystem view (pivot_root also moves the
-    evaluation, same mount namespace), hands the job on, and reaps until the evaluation has exited.
-
-    No signal handlers: as PID 1 it ignores every signal but the SIGKILL that ends its sandbox (from
-    the runner, or PR_SET_PDEATHSIG when the zygote dies). If the zygote dies before the prctl, the
-    job never comes: recv sees the socket closed, and init exits."""
+    PR_SET_PDEATHSIG kills it if the zygote dies while it is still root; once it has dropped to the
+    slot uid (which clears that setting) the zygote's death still ends it: init then reads the end
+    of its lifeline, exits, and the kernel kills the rest of the namespace. If the zygote dies before
+    the prctl, the job never comes: recv sees the socket closed, and this process exits."""
     fds: list[int] = []
     try:
         os.setsid()
         _check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "pdeathsig")
         _check(libc.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
-        to_eval, eval_conn = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        evaluation = os.fork()
-        if evaluation == 0:
-            conn.close()
-            to_eval.close()
-            req, fds = _recv(eval_conn)
-            eval_conn.close()
-            if req is None:
-                os._exit(72)
-            _run_evaluation(req, fds, harness_main)
-        eval_conn.close()
         req, fds = _recv(conn)
         conn.close()
         if req is None:
             os._exit(72)  # the zygote went away before using this spare
         build_root(req, root)
-        _send_fds(to_eval, req, fds)
-        to_eval.close()
-        for fd in fds:
-            os.close(fd)
-        while True:
-            pid, status = os.wait()
-            if pid == evaluation:
-                os._exit(_exit_code(status))
-    except ChildProcessError:
-        os._exit(71)
-    except BaseException as e:  # noqa: BLE001
+    except BaseException as e:  # noqa: BLE001 - a child must never return into the server loop
         if fds:
             _report_setup_failure(fds, e)
         os._exit(70)
+    _run_evaluation(req, fds, harness_main)
 
 
 def _send_fds(sock: socket.socket, obj: dict[str, Any], fds: list[int]) -> None:
@@ -220,33 +203,104 @@ def _send_fds(sock: socket.socket, obj: dict[str, Any], fds: list[int]) -> None:
     )
 
 
-class _Spare:
-    """One pre-forked sandbox, ready for the next request: its init, PID 1 of its own PID namespace,
-    a child of the zygote itself (no monitor process in between: the zygote reaps init directly)."""
+class _Sandbox:
+    """One sandbox's two processes, both children of the zygote:
 
-    def __init__(self, root: str, harness_main: Any, close_in_child: list[int], own_pid_ns: int) -> None:
+    - init, PID 1 of the sandbox's own PID namespace: `cat` reading a pipe (its lifeline) that only
+      the zygote holds open. It runs none of our code and forks nothing (spawned, not forked: a few
+      hundred microseconds, where a fork and exit of this large process costs milliseconds), and it
+      exits when the zygote closes the pipe or dies, or when it is killed; then the kernel kills
+      everything else in the namespace, and init can be reaped only once all of that is reaped.
+    - the evaluation, PID 2 there: forked ahead of its request (a spare), see _spare_evaluation.
+
+    When the evaluation has been reaped, the zygote ends init; once init is reaped too, the sandbox
+    is gone, and only then is its status reported."""
+
+    def __init__(
+        self, root: str, harness_main: Any, close_in_child: list[int], own_pid_ns: int, cat: str
+    ) -> None:
         self.sock, conn = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        # unshare(CLONE_NEWPID) moves only this process's next child into a new PID namespace; the
-        # setns right after the fork puts the children after it back into our own, so that the next
-        # spare's unshare can make another (the kernel refuses one while they differ).
-        _check(libc.unshare(CLONE_NEWPID), "unshare(CLONE_NEWPID)")
+        lifeline_r, self.lifeline = os.pipe()  # both close-on-exec; init gets the read end as fd 0
+        self.init_pidfd = self.eval_pidfd = -1
+        self.eval_status: int | None = None
         try:
-            pid = os.fork()
-        except BaseException:
-            _check(libc.setns(own_pid_ns, CLONE_NEWPID), "setns(own PID namespace)")
-            raise
-        if pid == 0:
+            # unshare(CLONE_NEWPID) moves this process's next child (init) into a new PID namespace,
+            # and the ones after it into the same namespace while init lives (the evaluation); the
+            # setns after them puts later children back into our own, so that the next sandbox's
+            # unshare can make another (the kernel refuses one while the two differ).
+            _check(libc.unshare(CLONE_NEWPID), "unshare(CLONE_NEWPID)")
             try:
-                self.sock.close()
-                for fd in (*close_in_child, own_pid_ns):
-                    os.close(fd)
-            except BaseException:  # noqa: BLE001 - a child must never return into the server loop
-                os._exit(70)
-            _spare_init(conn, root, harness_main)
-        _check(libc.setns(own_pid_ns, CLONE_NEWPID), "setns(own PID namespace)")
-        conn.close()
-        self.pid = pid
-        self.pidfd = os.pidfd_open(pid)
+                self.init = os.posix_spawn(
+                    cat,
+                    [cat],
+                    {},
+                    file_actions=[
+                        (os.POSIX_SPAWN_DUP2, lifeline_r, 0),
+                        (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
+                    ],
+                )
+                self.init_pidfd = os.pidfd_open(self.init)
+                self.eval = os.fork()
+                if self.eval == 0:
+                    try:
+                        self.sock.close()
+                        for fd in (self.lifeline, lifeline_r, own_pid_ns, *close_in_child):
+                            os.close(fd)
+                    except BaseException:  # noqa: BLE001 - a child must never return into the server loop
+                        os._exit(70)
+                    _spare_evaluation(conn, root, harness_main)
+                self.eval_pidfd = os.pidfd_open(self.eval)
+            finally:
+                _check(libc.setns(own_pid_ns, CLONE_NEWPID), "setns(own PID namespace)")
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            os.close(lifeline_r)
+            conn.close()
+
+    def fds(self) -> list[int]:
+        return [fd for fd in (self.sock.fileno(), self.lifeline, self.init_pidfd, self.eval_pidfd) if fd >= 0]
+
+    def reap(self, pidfd: int) -> bool:
+        """Reap the process of `pidfd` if it has ended; True once both are reaped. The evaluation
+        ends first (init's exit waits until everything else in its namespace is reaped); reaping it
+        ends init."""
+        if pidfd == self.eval_pidfd:
+            pid, status = os.waitpid(self.eval, os.WNOHANG)
+            if pid:
+                self.eval_status = status
+                os.close(self.eval_pidfd)
+                self.eval_pidfd = -1
+                self.end()
+        elif pidfd == self.init_pidfd:
+            pid, _ = os.waitpid(self.init, os.WNOHANG)
+            if pid:
+                os.close(self.init_pidfd)
+                self.init_pidfd = -1
+                self.end()
+        return self.init_pidfd < 0 and self.eval_pidfd < 0
+
+    def end(self) -> None:
+        """Kill init, so the kernel kills the rest of the namespace (the caller reaps them)."""
+        if self.init_pidfd >= 0:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self.init_pidfd, signal.SIGKILL)
+        if self.lifeline >= 0:
+            os.close(self.lifeline)
+            self.lifeline = -1
+
+    def close(self) -> None:
+        """Give up on a sandbox that was never used: kill and reap both processes."""
+        self.end()
+        for pidfd in (self.eval_pidfd, self.init_pidfd):
+            if pidfd >= 0:
+                with contextlib.suppress(ProcessLookupError):
+                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                os.waitid(os.P_PIDFD, pidfd, os.WEXITED)
+                os.close(pidfd)
+        self.eval_pidfd = self.init_pidfd = -1
+        self.sock.close()
 
 
 def _run_evaluation(req: dict[str, Any], fds: list[int], harness_main: Any) -> None:
@@ -399,17 +453,21 @@ def serve(sock: socket.socket, root: str) -> None:
         harness_main._load_sibling(name)
     os.makedirs(root, mode=0o700, exist_ok=True)
     preloaded = _Preloaded()
-    # Children are reaped as they end (a pidfd each), not in turn: the next evaluation can start while
-    # the last one's tree is still being torn down.
-    children: dict[int, int] = {}  # pidfd -> pid of an evaluation's init
-    spare: _Spare | None = None
+    cat = shutil.which("cat", path="/usr/bin:/bin")
+    if cat is None:
+        raise SystemExit("zygote: no cat(1) in /usr/bin or /bin to serve as the sandboxes' init")
     own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    # Sandboxes in use, by the pidfds of their init and evaluation: each process is reaped as it ends,
+    # not in turn, so the next evaluation can start while the last one's tree is still torn down.
+    running: dict[int, _Sandbox] = {}
+    spare: _Sandbox | None = None
 
-    def new_spare() -> _Spare:
+    def new_spare() -> _Sandbox:
         # What the spare inherits: the inputs in memory (copy-on-write), by their path inside.
         harness_main.PRELOADED = preloaded.inside()
         try:
-            return _Spare(root, harness_main, [sock.fileno(), *children], own_pid_ns)
+            theirs = {fd for sandbox in running.values() for fd in sandbox.fds()}
+            return _Sandbox(root, harness_main, [sock.fileno(), *theirs], own_pid_ns, cat)
         finally:
             harness_main.PRELOADED = {}
 
@@ -417,18 +475,19 @@ def serve(sock: socket.socket, root: str) -> None:
     while True:
         if spare is None:
             spare = new_spare()
-        readable, _, _ = select.select([sock.fileno(), spare.pidfd, *children], [], [])
-        for fd in readable:
-            if fd in children:
-                pid = children.pop(fd)
-                _, status = os.waitpid(pid, 0)
-                os.close(fd)
-                _send(sock, {"status": status, "pid": pid})
-            elif spare is not None and fd == spare.pidfd:
+        readable, _, _ = select.select([spare.init_pidfd, spare.eval_pidfd, *running, sock.fileno()], [], [])
+        for fd in readable:  # the socket last: a request opens new fds, maybe under numbers just closed
+            if fd in running:
+                sandbox = running[fd]
+                gone = sandbox.reap(fd)
+                if fd not in sandbox.fds():
+                    del running[fd]
+                if gone:
+                    status = sandbox.eval_status if sandbox.eval_status is not None else signal.SIGKILL
+                    _send(sock, {"status": status, "pid": sandbox.init})
+            elif spare is not None and fd in (spare.init_pidfd, spare.eval_pidfd):
                 # The spare died unused (it should not): reap it and make another.
-                os.waitpid(spare.pid, 0)
-                os.close(spare.pidfd)
-                spare.sock.close()
+                spare.close()
                 spare = None
             elif fd == sock.fileno():
                 req, fds = _recv(sock)
@@ -442,16 +501,14 @@ def serve(sock: socket.socket, root: str) -> None:
                         _send_fds(spare.sock, req, fds)
                         break
                     except OSError:
-                        os.waitpid(spare.pid, 0)
-                        os.close(spare.pidfd)
-                        spare.sock.close()
+                        spare.close()
                         spare = None
                         if attempt == 2:
                             raise
                 assert spare is not None
                 spare.sock.close()
-                children[spare.pidfd] = spare.pid
-                _send(sock, {"pid": spare.pid})
+                running[spare.init_pidfd] = running[spare.eval_pidfd] = spare
+                _send(sock, {"pid": spare.init})
                 spare = None
                 for fd_ in fds:
                     os.close(fd_)
@@ -467,5 +524,6 @@ if __name__ == "__main__":
         serve(socket.socket(fileno=0), sys.argv[1])
     except (ConnectionResetError, BrokenPipeError):
         # The worker went away (exited or was killed with our messages unread): so do we, quietly;
-        # the spares die with us (PR_SET_PDEATHSIG), and a worker that lives on starts a new pool.
+        # every sandbox's init sees its lifeline closed and exits, the spare's evaluation dies with
+        # us (PR_SET_PDEATHSIG), and a worker that lives on starts a new pool.
         pass

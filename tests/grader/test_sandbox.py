@@ -565,6 +565,55 @@ def test_pool_exits_quietly_when_its_worker_goes_away(mode: str, tmp_path: Path)
     assert b"Traceback" not in err, err.decode()
 
 
+@pytest.mark.skipif("zygote" not in STRONG, reason="the warm pool needs root and namespaces")
+def test_a_running_evaluation_ends_when_its_worker_and_pool_go_away(
+    mode: str, phone_zip: Callable[..., Path]
+) -> None:
+    # A worker killed mid-evaluation: its zygote sees the socket close and exits. The evaluation
+    # runs as the slot uid, which cleared its PR_SET_PDEATHSIG, and nobody will SIGKILL its sandbox:
+    # what ends it is its init (PID 1 of its namespace), which exits when its lifeline, a pipe only
+    # the zygote held open, closes; the kernel then kills the rest of the namespace.
+    if mode != "zygote":
+        pytest.skip("about the pool")
+    hang = phone_zip(forward="while True:\n    pass", name="hang.zip")
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from grader import grade, sandbox\n"
+        "from grader.assignments import get_assignment\n"
+        "spec = get_assignment('phone-price').model_copy(update={'timeout_s': 600.0})\n"
+        "with sandbox.use_mode('zygote'):\n"
+        "    grade(Path(sys.argv[1]), spec)\n"
+    )
+    before = set(sandbox.leaked_processes())
+    worker = subprocess.Popen(
+        [sys.executable, "-c", script, str(hang)], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}
+    )
+    try:
+        evaluation: list[int] = []
+        deadline = time.monotonic() + 120
+        while not evaluation and worker.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+            evaluation = [
+                pid
+                for slot in range(sandbox.UID_SLOTS)
+                for pid in sandbox.processes_of_uid(sandbox.UID_BASE + slot)
+                if pid not in before
+            ]
+        assert evaluation, "the hanging evaluation never started"
+        worker.kill()
+        worker.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while any(os.path.exists(f"/proc/{pid}") for pid in evaluation) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(os.path.exists(f"/proc/{pid}") for pid in evaluation), (
+            "the evaluation outlived its pool"
+        )
+    finally:
+        worker.kill()
+        worker.wait(timeout=10)
+
+
 def test_process_limit_is_named_when_torch_cannot_start_its_threads(
     phone_zip: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
