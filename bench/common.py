@@ -415,14 +415,24 @@ def _cmd(pid: int) -> str:
 def tree_memory(pid: int) -> dict[str, Any]:
     """RSS (sum over processes: counts shared pages once per process) and PSS (shared pages split
     between their users: the honest total) of `pid` and all its descendants, in MiB."""
-    pids = [pid, *descendants(pid)]
+    children = _ppid_map()
+    roles = {pid: "main"}
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        for p in children.get(parent, []):
+            # A zygote's children are its sandboxes (the spare's evaluation, a forked copy of the
+            # zygote, and each sandbox's init), not zygotes of their own.
+            if roles[parent] in ("zygote", "sandbox"):
+                roles[p] = "sandbox"
+            else:
+                roles[p] = "zygote" if "zygote.py" in _cmd(p) else "child"
+            todo.append(p)
     procs = []
-    for p in pids:
+    for p, role in roles.items():
         rss = _status_kb(p, "VmRSS")
         if rss == 0:
             continue
-        cmd = _cmd(p)
-        role = "zygote" if "zygote.py" in cmd else ("main" if p == pid else "child")
         procs.append({"pid": p, "role": role, "rss_mib": rss / 1024, "pss_mib": _pss_kb(p) / 1024})
     return {
         "rss_mib": sum(x["rss_mib"] for x in procs),

@@ -11,7 +11,7 @@ For the MNIST MLP and the tuned phone-price example submissions, side by side in
                 timed until the row is final in a fresh Postgres database;
   throughput    N MNIST submissions queued at once, worker --concurrency = cores, graded per minute,
                 against the pure-inference bound cores x 60 / a;
-  memory        the worker's RSS and PSS (main + pool children + zygotes, from /proc) when warm and
+  memory        the worker's RSS and PSS (main, pool children, zygotes, spares; from /proc) when warm and
                 after 1,000 gradings through the same Celery worker (--quick: fewer, and says so).
 Prints a table with PASS/MISS per target and appends it to bench/RESULTS.md.
 """
@@ -705,7 +705,7 @@ def build_report(
             f"row ({svc.throughput_db_per_min:.0f}/min by the rows' created_at..finished_at); pure-inference bound "
             f"{svc.concurrency} x 60 / {fmt_s(a['mnist-mlp'])} = {bound:.0f}/min; fraction {frac:.1%}.",
             cpu_line(svc, a["mnist-mlp"]),
-            f"Worker memory (main + pool children + zygotes, /proc): just started (no zygote yet) RSS "
+            f"Worker memory (main + pool children + zygotes + their spare sandboxes, /proc): just started (no zygote yet) RSS "
             f"{svc.mem_cold['rss_mib']:.0f} MiB / PSS {svc.mem_cold['pss_mib']:.0f} MiB; warm (every pool process has "
             f"its zygote) RSS {svc.mem_start['rss_mib']:.0f} MiB / PSS {svc.mem_start['pss_mib']:.0f} MiB; after "
             f"{svc.gradings} gradings RSS {svc.mem_after['rss_mib']:.0f} MiB / PSS {svc.mem_after['pss_mib']:.0f} MiB"
