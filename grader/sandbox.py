@@ -606,6 +606,50 @@ def read_result(data: bytes) -> tuple[dict[str, Any] | None, dict[str, np.ndarra
     return result, arrays, None
 
 
+RUN_DIR_TMPFS = Path("/dev/shm")
+RUN_DIR_TMPFS_MIN_FREE = 256 * 1024 * 1024
+
+
+@lru_cache(maxsize=1)
+def run_dir_root() -> Path:
+    """Where each sandboxed evaluation's run directory goes (its job.json and per-run inputs, a few
+    KB to MB, bound read-only into the sandbox): HWGRADE_SANDBOX_RUN_DIR if set, else /dev/shm when
+    it is a tmpfs with RUN_DIR_TMPFS_MIN_FREE free, else the temp dir. Removing it (with the result
+    file it then held) after each evaluation took the worker 1.35 ms (median; p90 5.45 ms, waiting on
+    the journal) on an ext4 disk, against 0.12 ms (p90 0.15 ms) on tmpfs. The rlimits fallback keeps
+    its run directory in the temp dir: its students write under it."""
+    configured = os.environ.get("HWGRADE_SANDBOX_RUN_DIR")
+    if configured:
+        return Path(configured)
+    try:
+        st = os.statvfs(RUN_DIR_TMPFS)
+        if (
+            _filesystem_type(RUN_DIR_TMPFS) == "tmpfs"
+            and os.access(RUN_DIR_TMPFS, os.W_OK | os.X_OK)
+            and st.f_bavail * st.f_frsize >= RUN_DIR_TMPFS_MIN_FREE
+        ):
+            return RUN_DIR_TMPFS
+    except OSError:
+        pass
+    return Path(tempfile.gettempdir())
+
+
+def _filesystem_type(path: Path) -> str | None:
+    """The type of the filesystem mounted at `path` itself (from /proc/self/mountinfo), or None."""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    kind = None
+    for line in lines:  # a later mount on the same point hides an earlier one
+        fields, _, rest = line.partition(" - ")
+        parts = fields.split()
+        if len(parts) > 4 and parts[4] == str(path) and rest:
+            kind = rest.split()[0]
+    return kind
+
+
 def default_threads() -> int:
     """Torch threads per evaluation (HWGRADE_SANDBOX_THREADS, default 1): a worker runs one evaluation
     per core at once, and under that load extra threads only contend (measured: 1 thread 20 ms vs 2
@@ -667,12 +711,14 @@ def run_job(
     try:
         assert slot is not None
         uid = slot.uid
-        tmp = slot.run_dir = Path(tempfile.mkdtemp(prefix="hwgrade-run-", dir=work_root))
+        root = work_root or (Path(tempfile.gettempdir()) if kind == "rlimits" else run_dir_root())
+        tmp = slot.run_dir = Path(tempfile.mkdtemp(prefix="hwgrade-run-", dir=root))
         tmp.chmod(0o711)  # the slot uid traverses it in the fallback mode; it can list nothing
         job_dir = tmp / "job"
         full_job = _job_for(job, uid, limits, device, threads)
-        out_path = tmp / "result.npz"
-        out_fd = os.open(out_path, os.O_CREAT | os.O_RDWR | os.O_TRUNC, 0o600)
+        # The result goes to an anonymous in-memory file: nothing to create or unlink on a disk (its
+        # size is capped by the harness's RLIMIT_FSIZE, file_mb).
+        out_fd = os.memfd_create("hwgrade-result")
         if _privileged():
             # The harness writes the result after dropping to the slot uid.
             os.fchown(out_fd, uid, uid)

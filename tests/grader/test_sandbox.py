@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -631,6 +632,50 @@ def test_process_limit_is_named_when_torch_cannot_start_its_threads(
     report = run(phone_zip(top=code))
     assert report.error is not None and report.error.code == ErrorCode.process_limit, report.error
     assert "48" in report.error.message and "num_workers=0" in report.error.message
+
+
+def test_a_run_leaves_nothing_behind_and_its_directory_is_in_memory(
+    mode: str, phone_zip: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The run directory (job file, per-run inputs) goes to /dev/shm where that is a roomy tmpfs, and
+    # the result to an anonymous in-memory file; nothing of either is left once the run is over.
+    import tempfile
+
+    root = sandbox.run_dir_root() if mode != "rlimits" else Path(tempfile.gettempdir())
+    made: list[Path] = []
+    real_mkdtemp = tempfile.mkdtemp
+
+    def mkdtemp(*args: Any, **kwargs: Any) -> str:
+        path = real_mkdtemp(*args, **kwargs)
+        made.append(Path(path))
+        return path
+
+    monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp)
+    report = run(phone_zip(name="tidy.zip"))
+    sandbox.settle_pool()
+    assert report.status == "graded", report.error
+    runs = [p for p in made if p.name.startswith("hwgrade-run-")]
+    assert len(runs) == 1 and runs[0].parent == root, made
+    assert not any(p.exists() for p in made), [p for p in made if p.exists()]
+    if mode != "rlimits" and sandbox._filesystem_type(Path("/dev/shm")) == "tmpfs":
+        st = os.statvfs("/dev/shm")
+        if st.f_bavail * st.f_frsize >= sandbox.RUN_DIR_TMPFS_MIN_FREE:
+            assert root == Path("/dev/shm")
+
+
+def test_the_run_directory_root_can_be_chosen(
+    mode: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    if mode != MODES[0]:
+        pytest.skip("not about a sandbox mode: once is enough")
+    assert sandbox._filesystem_type(Path("/proc")) == "proc"
+    assert sandbox._filesystem_type(tmp_path / "not-a-mount-point") is None
+    sandbox.run_dir_root.cache_clear()
+    monkeypatch.setenv("HWGRADE_SANDBOX_RUN_DIR", str(tmp_path))
+    try:
+        assert sandbox.run_dir_root() == tmp_path
+    finally:
+        sandbox.run_dir_root.cache_clear()
 
 
 def test_inputs_written_in_place_do_not_reach_the_next_run(phone_zip: Callable[..., Path]) -> None:
