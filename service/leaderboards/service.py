@@ -218,25 +218,22 @@ def enter_result(session: Session, result: Result) -> None:
     ]
     if not values:
         return
-    stmt = _upsert_statement(session.get_bind().dialect.name, len(values))
-    params = {f"{key}_{i}": value for i, row in enumerate(values) for key, value in row.items()}
-    entered = session.execute(stmt, params).all()
+    # One statement all the same: with several parameter sets and RETURNING, SQLAlchemy sends one
+    # INSERT ... VALUES (...), (...) ("insertmanyvalues"), and a statement of one row, unlike one
+    # built with several, has a cache key: it is compiled once, not on every grading.
+    entered = session.execute(_upsert_statement(session.get_bind().dialect.name), values).all()
     if entered:  # a board changed (a result behind the student's best changes none)
         renew_board_tags(session, result.assignment_id)
 
 
-_ENTRY_COLUMNS = ("owner_id", "assignment_id", "board", "submission_id", "score", "submitted_at")
-
-
 @functools.cache
-def _upsert_statement(dialect: str, rows: int) -> Any:
-    """enter_result's upsert for `rows` entries (`:owner_id_0`, `:board_0`, ...), built once per
-    dialect and row count: composing it took more CPU than running it, on every grading."""
+def _upsert_statement(dialect: str) -> Any:
+    """enter_result's upsert, built once per dialect: composing it took more CPU than running it."""
     entry = BoardEntry.__table__.c
     # On the table, not the mapped class: an ORM insert would read the parameters as rows to insert.
     stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(
         cast(Table, BoardEntry.__table__)
-    ).values([{c: bindparam(f"{c}_{i}", type_=entry[c].type) for c in _ENTRY_COLUMNS} for i in range(rows)])
+    )
     new = stmt.excluded
     return stmt.on_conflict_do_update(
         index_elements=[entry.owner_id, entry.assignment_id, entry.board],

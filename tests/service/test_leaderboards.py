@@ -481,6 +481,40 @@ def test_the_board_table_on_sqlite(tmp_path: Path) -> None:
         assert_the_board_table_is_each_students_best_result(db, settings, 4)
 
 
+def test_a_result_enters_both_boards_in_one_statement_compiled_once(db: Session, settings: Settings) -> None:
+    # Both boards' entries in one INSERT ... VALUES (...), (...), from a statement SQLAlchemy can cache
+    # (one built with several VALUES rows has no cache key: it was compiled again on every grading).
+    from sqlalchemy import event
+
+    assert boards._upsert_statement("postgresql")._generate_cache_key() is not None
+    a = create_assignment(db, "phone-price", daily_limit=100)
+    student, _ = create_user(db)
+    subs = [submit(db, settings, student, a, T0 + timedelta(minutes=i)) for i in range(2)]
+    db.commit()
+    inserts: list[tuple[str, Any]] = []
+
+    def seen(
+        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+    ) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO BOARD_ENTRY "):
+            inserts.append((statement, context.compiled))
+
+    engine = db.get_bind()
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        grade(db, subs[0], 0.8, public=0.7, private=0.9)
+        grade(db, subs[1], 0.9, public=0.8, private=0.95)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert len(inserts) == 2, [s for s, _ in inserts]
+    assert all(s.upper().count("ON CONFLICT") == 1 for s, _ in inserts)
+    assert inserts[0][1] is inserts[1][1], "the upsert was compiled again"
+    assert {(b, s) for _, b, _, s, *_ in board_entries(db)} == {
+        ("public", subs[1].id),
+        ("private", subs[1].id),
+    }
+
+
 @pytest.mark.parametrize("first, second", [(0.7, 0.9), (0.9, 0.7)])
 def test_two_workers_finishing_one_students_results_at_once_keep_the_best(
     first: float, second: float, tmp_path: Path
