@@ -244,7 +244,7 @@ class _Sandbox:
                 if self.eval == 0:
                     try:
                         self.sock.close()
-                        for fd in (self.lifeline, lifeline_r, own_pid_ns, *close_in_child):
+                        for fd in (self.lifeline, lifeline_r, self.init_pidfd, own_pid_ns, *close_in_child):
                             os.close(fd)
                     except BaseException:  # noqa: BLE001 - a child must never return into the server loop
                         os._exit(70)
