@@ -607,6 +607,7 @@ def read_result(data: bytes) -> tuple[dict[str, Any] | None, dict[str, np.ndarra
 
 
 RUN_DIR_TMPFS = Path("/dev/shm")
+RUN_DIR_PREFIX = "hwgrade-run-"  # then the slot's number and "-"
 RUN_DIR_TMPFS_MIN_FREE = 256 * 1024 * 1024
 
 
@@ -632,6 +633,17 @@ def run_dir_root() -> Path:
     except OSError:
         pass
     return Path(tempfile.gettempdir())
+
+
+def _remove_stale_run_dirs(root: Path, number: int) -> None:
+    """Remove the run directories under `root` that an earlier holder of slot `number` left behind:
+    a worker killed (or ended without clean-up) before its evaluation's tree was gone. The caller
+    holds the slot, so no evaluation uses them now. (~20 us for a /dev/shm of a few entries.)"""
+    prefix = f"{RUN_DIR_PREFIX}{number}-"
+    with contextlib.suppress(OSError), os.scandir(root) as entries:
+        for entry in entries:
+            if entry.name.startswith(prefix):
+                shutil.rmtree(entry.path, ignore_errors=True)
 
 
 def _filesystem_type(path: Path) -> str | None:
@@ -712,7 +724,9 @@ def run_job(
         assert slot is not None
         uid = slot.uid
         root = work_root or (Path(tempfile.gettempdir()) if kind == "rlimits" else run_dir_root())
-        tmp = slot.run_dir = Path(tempfile.mkdtemp(prefix="hwgrade-run-", dir=root))
+        if work_root is None:
+            _remove_stale_run_dirs(root, slot.number)
+        tmp = slot.run_dir = Path(tempfile.mkdtemp(prefix=f"{RUN_DIR_PREFIX}{slot.number}-", dir=root))
         tmp.chmod(0o711)  # the slot uid traverses it in the fallback mode; it can list nothing
         job_dir = tmp / "job"
         full_job = _job_for(job, uid, limits, device, threads)

@@ -11,7 +11,7 @@ from functools import cache
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import worker_process_init, worker_process_shutdown, worker_ready
 from kombu import Queue
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -110,6 +110,15 @@ def worker_session_factory() -> sessionmaker[Session]:
 @worker_process_init.connect
 def _fresh_engine_after_fork(**_: Any) -> None:
     worker_session_factory.cache_clear()
+
+
+@worker_process_shutdown.connect
+def _stop_the_sandbox_pool(**_: Any) -> None:
+    # A pool process ends with os._exit, so atexit hooks do not run: stop its zygote here, which
+    # also releases the uid slots (and removes the run directories) of its last evaluations.
+    from grader import sandbox
+
+    sandbox.shutdown_pool()
 
 
 @worker_ready.connect

@@ -663,6 +663,38 @@ def test_a_run_leaves_nothing_behind_and_its_directory_is_in_memory(
             assert root == Path("/dev/shm")
 
 
+def test_a_slot_removes_the_run_directories_a_killed_holder_left(
+    mode: str, phone_zip: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A worker killed mid-evaluation leaves its run directory; the next holder of that uid slot
+    # removes it (and only the run directories of its own slot).
+    import shutil
+    import tempfile
+
+    root = sandbox.run_dir_root() if mode != "rlimits" else Path(tempfile.gettempdir())
+    stale = {n: root / f"{sandbox.RUN_DIR_PREFIX}{n}-left" for n in range(sandbox.UID_SLOTS)}
+    used: list[int] = []
+    real_acquire = sandbox.acquire_slot
+
+    def acquire() -> sandbox.Slot:
+        slot = real_acquire()
+        used.append(slot.number)
+        return slot
+
+    monkeypatch.setattr(sandbox, "acquire_slot", acquire)
+    try:
+        for path in stale.values():
+            (path / "job").mkdir(parents=True)
+        report = run(phone_zip(name="after-a-crash.zip"))
+        assert report.status == "graded", report.error
+        assert len(used) == 1
+        assert not stale[used[0]].exists()
+        assert all(path.exists() for n, path in stale.items() if n != used[0])
+    finally:
+        for path in stale.values():
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def test_the_run_directory_root_can_be_chosen(
     mode: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

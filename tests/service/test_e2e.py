@@ -222,7 +222,9 @@ def test_upload_is_graded_end_to_end_with_the_compose_commands(
     # Several API processes, as compose runs them (uvicorn takes --workers from WEB_CONCURRENCY).
     api = Process(api_cmd, {**env, "WEB_CONCURRENCY": "2"}, tmp_path / "api.log")
     procs.append(api)
-    start_worker(procs, env, tmp_path, "w1")
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    worker = start_worker(procs, {**env, "HWGRADE_SANDBOX_RUN_DIR": str(runs)}, tmp_path, "w1")
     base = f"http://127.0.0.1:{port}"
 
     def healthy() -> bool:
@@ -271,6 +273,12 @@ def test_upload_is_graded_end_to_end_with_the_compose_commands(
         assert sub.result is not None and sub.result.score == 1.0 and sub.result.passed
         assert sub.result.sandbox and sub.result.checks
     assert result_count(factory, sub.id) == 1
+
+    # A worker stopped as compose stops it (SIGTERM) stops its pool processes' sandbox pools, which
+    # release their last evaluation's uid slot and remove its run directory.
+    worker.stop(timeout=30)
+    assert worker.popen.returncode == 0, worker.log_tail()
+    assert list(runs.iterdir()) == [], worker.log_tail()
 
 
 def test_worker_killed_mid_grading_is_graded_exactly_once_after_restart(
