@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import signal
 import tempfile
@@ -114,6 +115,38 @@ def _error_from_run(
     return None
 
 
+GRADE_DIR_PREFIX = "hwgrade-grade-"  # then the grading process's pid and "-"
+_swept: set[tuple[int, Path]] = set()  # (pid, root): this process has swept that root
+
+
+def _remove_stale_grade_dirs(root: Path) -> None:
+    """Once per process and root: remove the grading directories (unpacked submissions, up to the
+    intake's size limit each) of processes that are gone: a worker killed mid-grading, which never
+    reached grade()'s own clean-up. A directory whose pid is alive is kept, whoever has that pid now."""
+    if (os.getpid(), root) in _swept:
+        return
+    _swept.add((os.getpid(), root))
+    try:
+        with os.scandir(root) as entries:
+            names = [e.name for e in entries if e.name.startswith(GRADE_DIR_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(GRADE_DIR_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(root / name, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def grade(
     zip_path: Path,
     spec: AssignmentSpec,
@@ -126,7 +159,9 @@ def grade(
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
     report_kw: dict[str, Any] = {}  # what is known so far, for the report whichever way it ends
-    tmp = Path(tempfile.mkdtemp(prefix="hwgrade-grade-", dir=work_root))
+    root = Path(work_root or tempfile.gettempdir())
+    _remove_stale_grade_dirs(root)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{GRADE_DIR_PREFIX}{os.getpid()}-", dir=root))
     tmp.chmod(0o711)
     try:
         t = time.perf_counter()

@@ -924,7 +924,6 @@ class Zygote:
     def __init__(self) -> None:
         self.proc: subprocess.Popen[bytes] | None = None
         self.sock: socket.socket | None = None
-        self.root: Path | None = None
         self.owner = os.getpid()
         self.starts = 0
         self.lock = threading.Lock()
@@ -948,12 +947,13 @@ class Zygote:
         env = dict(_sandbox_env(), OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", OMP_NUM_THREADS="1")
         # malloc's heap in transparent huge pages where the kernel allows it (madvise): the zygote's
         # ~250 MB of anonymous memory then takes far fewer page-table entries, and every evaluation
-        # forks it three times and tears the copies down again (fork 5.6 -> 3.5 ms, exit 7.3 -> 5.2 ms
-        # measured here). The forks inherit the setting. glibc < 2.35 ignores the tunable.
+        # forks it and tears the copy down again (fork 5.6 -> 3.5 ms, exit 7.3 -> 5.2 ms measured
+        # here). The forks inherit the setting. glibc < 2.35 ignores the tunable.
         env["GLIBC_TUNABLES"] = "glibc.malloc.hugetlb=1"
-        # An empty directory here; each child mounts its new root on it in its own mount namespace.
-        root = Path(tempfile.gettempdir()) / f"hwgrade-zygote-root-{os.getpid()}"
-        self.root = root
+        # An empty directory here; each evaluation mounts its new root on it in its own private
+        # mount namespace, so every zygote of the machine can share it (one per zygote was left
+        # behind by every pool process, which ends without clean-up).
+        root = Path(tempfile.gettempdir()) / "hwgrade-zygote-root"
         self.proc = subprocess.Popen(
             [*_python_argv(), str(HARNESS_DIR / "zygote.py"), str(root)],
             stdin=child.fileno(),
@@ -992,9 +992,6 @@ class Zygote:
         self.pidfds = {}
         self.proc = None
         self.sock = None
-        if self.root is not None:
-            with contextlib.suppress(OSError):
-                self.root.rmdir()
 
     @property
     def pid(self) -> int | None:

@@ -47,6 +47,7 @@ import select
 import shutil
 import signal
 import socket
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -452,6 +453,9 @@ def serve(sock: socket.socket, root: str) -> None:
     for name in ("models", "functions"):
         harness_main._load_sibling(name)
     os.makedirs(root, mode=0o700, exist_ok=True)
+    st = os.lstat(root)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        raise SystemExit(f"zygote: {root} is not a directory of our own, closed to others")
     preloaded = _Preloaded()
     cat = shutil.which("cat", path="/usr/bin:/bin")
     if cat is None:

@@ -695,6 +695,33 @@ def test_a_slot_removes_the_run_directories_a_killed_holder_left(
             shutil.rmtree(path, ignore_errors=True)
 
 
+def test_grading_removes_what_a_killed_grader_left(
+    mode: str, phone_zip: Callable[..., Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A worker killed mid-grading leaves its unpacked submission; the next grading process removes
+    # the grading directories of processes that are gone, once, and keeps those of live ones.
+    import importlib
+
+    grade_module = importlib.import_module("grader.grade")  # the module (grader.grade is the function)
+
+    if mode != MODES[0]:
+        pytest.skip("not about a sandbox mode: once is enough")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = tmp_path / f"{grade_module.GRADE_DIR_PREFIX}{gone.pid}-left"
+    live = tmp_path / f"{grade_module.GRADE_DIR_PREFIX}{os.getppid()}-busy"
+    other = tmp_path / "hwgrade-grade-not-a-pid"
+    for path in (dead, live, other):
+        (path / "submission").mkdir(parents=True)
+    monkeypatch.setattr(grade_module, "_swept", set())
+    report = grade(phone_zip(name="after-a-kill.zip"), SPEC, work_root=tmp_path)
+    assert report.status == "graded", report.error
+    assert not dead.exists() and live.exists() and other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("hwgrade-grade-")) == sorted(
+        [live.name, other.name]
+    ), "grade() left its own directory"
+
+
 def test_the_run_directory_root_can_be_chosen(
     mode: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
