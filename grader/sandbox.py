@@ -179,20 +179,29 @@ def bwrap_works() -> bool:
 def zygote_works() -> bool:
     """Start this process's zygote and have it build one full sandbox that exits at once."""
     try:
-        with tempfile.TemporaryDirectory(prefix="hwgrade-probe-") as d:
-            probe_dir = Path(d)
+        slot = acquire_slot()
+        try:
+            # The probe's (empty) job and submission: the slot's run directory, so it is removed
+            # with the slot, once the probe's tree is gone (or by the slot's next holder).
+            root = run_dir_root()
+            _remove_stale_run_dirs(root, slot.number)
+            probe_dir = slot.run_dir = Path(
+                tempfile.mkdtemp(prefix=f"{RUN_DIR_PREFIX}{slot.number}-", dir=root)
+            )
             probe_dir.chmod(0o755)
-            slot = acquire_slot()
             req = _zygote_request(probe_dir, probe_dir, SandboxLimits(), "cpu", slot.uid)
             req["probe"] = True
-            fd = os.open(os.devnull, os.O_WRONLY)
-            try:
-                returncode, _, _, err = _zygote().run(req, fd, SandboxLimits(timeout_s=60), slot)
-            finally:
-                os.close(fd)
-            if returncode != 0:
-                log.warning("zygote sandbox unavailable (exit %s): %s", returncode, err.text()[-500:])
-            return returncode == 0
+        except BaseException:
+            slot.release()
+            raise
+        fd = os.open(os.devnull, os.O_WRONLY)
+        try:
+            returncode, _, _, err = _zygote().run(req, fd, SandboxLimits(timeout_s=60), slot)
+        finally:
+            os.close(fd)
+        if returncode != 0:
+            log.warning("zygote sandbox unavailable (exit %s): %s", returncode, err.text()[-500:])
+        return returncode == 0
     except (OSError, ZygoteDied, SandboxUnavailable) as e:
         log.warning("zygote sandbox unavailable: %s", e)
         return False

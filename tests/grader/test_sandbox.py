@@ -722,6 +722,17 @@ def test_grading_removes_what_a_killed_grader_left(
     ), "grade() left its own directory"
 
 
+@pytest.mark.skipif("zygote" not in STRONG, reason="the warm pool needs root and namespaces")
+def test_the_pool_probe_leaves_nothing_behind(mode: str) -> None:
+    if mode != "zygote":
+        pytest.skip("about the pool")
+    root = sandbox.run_dir_root()
+    before = set(root.iterdir())
+    assert sandbox.zygote_works()
+    sandbox.settle_pool()
+    assert set(root.iterdir()) - before == set()
+
+
 def test_the_run_directory_root_can_be_chosen(
     mode: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
