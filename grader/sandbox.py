@@ -183,11 +183,7 @@ def zygote_works() -> bool:
         try:
             # The probe's (empty) job and submission: the slot's run directory, so it is removed
             # with the slot, once the probe's tree is gone (or by the slot's next holder).
-            root = run_dir_root()
-            _remove_stale_run_dirs(root, slot.number)
-            probe_dir = slot.run_dir = Path(
-                tempfile.mkdtemp(prefix=f"{RUN_DIR_PREFIX}{slot.number}-", dir=root)
-            )
+            probe_dir = slot.new_run_dir(run_dir_root())
             probe_dir.chmod(0o755)
             req = _zygote_request(probe_dir, probe_dir, SandboxLimits(), "cpu", slot.uid)
             req["probe"] = True
@@ -275,6 +271,19 @@ class Slot:
     @property
     def uid(self) -> int:
         return UID_BASE + self.number
+
+    def new_run_dir(self, root: Path) -> Path:
+        """A run directory under `root` for this slot's evaluation, named after the slot and removed
+        by release(). Run directories of this slot already there are removed first: an earlier
+        holder's, killed (or ended without clean-up) before its evaluation's tree was gone; the slot
+        is ours now, so no evaluation uses them (~11 us on a /dev/shm of a few entries)."""
+        prefix = f"{RUN_DIR_PREFIX}{self.number}-"
+        with contextlib.suppress(OSError), os.scandir(root) as entries:
+            for entry in entries:
+                if entry.name.startswith(prefix):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+        self.run_dir = Path(tempfile.mkdtemp(prefix=prefix, dir=root))
+        return self.run_dir
 
     def release(self, *, scan: bool = True) -> None:
         """`scan=False` only when nothing can still run as this uid (the warm pool's sandbox init was
@@ -644,17 +653,6 @@ def run_dir_root() -> Path:
     return Path(tempfile.gettempdir())
 
 
-def _remove_stale_run_dirs(root: Path, number: int) -> None:
-    """Remove the run directories under `root` that an earlier holder of slot `number` left behind:
-    a worker killed (or ended without clean-up) before its evaluation's tree was gone. The caller
-    holds the slot, so no evaluation uses them now. (~20 us for a /dev/shm of a few entries.)"""
-    prefix = f"{RUN_DIR_PREFIX}{number}-"
-    with contextlib.suppress(OSError), os.scandir(root) as entries:
-        for entry in entries:
-            if entry.name.startswith(prefix):
-                shutil.rmtree(entry.path, ignore_errors=True)
-
-
 def _filesystem_type(path: Path) -> str | None:
     """The type of the filesystem mounted at `path` itself (from /proc/self/mountinfo), or None."""
     try:
@@ -733,9 +731,7 @@ def run_job(
         assert slot is not None
         uid = slot.uid
         root = work_root or (Path(tempfile.gettempdir()) if kind == "rlimits" else run_dir_root())
-        if work_root is None:
-            _remove_stale_run_dirs(root, slot.number)
-        tmp = slot.run_dir = Path(tempfile.mkdtemp(prefix=f"{RUN_DIR_PREFIX}{slot.number}-", dir=root))
+        tmp = slot.new_run_dir(root)
         tmp.chmod(0o711)  # the slot uid traverses it in the fallback mode; it can list nothing
         job_dir = tmp / "job"
         full_job = _job_for(job, uid, limits, device, threads)

@@ -264,22 +264,18 @@ class _Sandbox:
         return [fd for fd in (self.sock.fileno(), self.lifeline, self.init_pidfd, self.eval_pidfd) if fd >= 0]
 
     def reap(self, pidfd: int) -> bool:
-        """Reap the process of `pidfd` if it has ended; True once both are reaped. The evaluation
-        ends first (init's exit waits until everything else in its namespace is reaped); reaping it
-        ends init."""
-        if pidfd == self.eval_pidfd:
-            pid, status = os.waitpid(self.eval, os.WNOHANG)
-            if pid:
-                self.eval_status = status
-                os.close(self.eval_pidfd)
-                self.eval_pidfd = -1
-                self.end()
-        elif pidfd == self.init_pidfd:
-            pid, _ = os.waitpid(self.init, os.WNOHANG)
-            if pid:
-                os.close(self.init_pidfd)
+        """Reap the process of `pidfd` (init's or the evaluation's) if it has ended; True once both
+        are reaped. The evaluation ends first (init's exit waits until everything else in its
+        namespace is reaped); reaping it ends init."""
+        evaluation = pidfd == self.eval_pidfd
+        pid, status = os.waitpid(self.eval if evaluation else self.init, os.WNOHANG)
+        if pid:
+            if evaluation:
+                self.eval_status, self.eval_pidfd = status, -1
+            else:
                 self.init_pidfd = -1
-                self.end()
+            os.close(pidfd)
+            self.end()
         return self.init_pidfd < 0 and self.eval_pidfd < 0
 
     def end(self) -> None:
@@ -292,12 +288,11 @@ class _Sandbox:
             self.lifeline = -1
 
     def close(self) -> None:
-        """Give up on a sandbox that was never used: kill and reap both processes."""
+        """Give up on a sandbox that was never used: kill it (init, and with it the evaluation) and
+        reap both processes, the evaluation first."""
         self.end()
         for pidfd in (self.eval_pidfd, self.init_pidfd):
             if pidfd >= 0:
-                with contextlib.suppress(ProcessLookupError):
-                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
                 os.waitid(os.P_PIDFD, pidfd, os.WEXITED)
                 os.close(pidfd)
         self.eval_pidfd = self.init_pidfd = -1
