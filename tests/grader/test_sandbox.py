@@ -7,11 +7,14 @@ nothing for the next run to find.
 
 from __future__ import annotations
 
+import importlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -639,8 +642,6 @@ def test_a_run_leaves_nothing_behind_and_its_directory_is_in_memory(
 ) -> None:
     # The run directory (job file, per-run inputs) goes to /dev/shm where that is a roomy tmpfs, and
     # the result to an anonymous in-memory file; nothing of either is left once the run is over.
-    import tempfile
-
     root = sandbox.run_dir_root() if mode != "rlimits" else Path(tempfile.gettempdir())
     made: list[Path] = []
     real_mkdtemp = tempfile.mkdtemp
@@ -668,9 +669,6 @@ def test_a_slot_removes_the_run_directories_a_killed_holder_left(
 ) -> None:
     # A worker killed mid-evaluation leaves its run directory; the next holder of that uid slot
     # removes it (and only the run directories of its own slot).
-    import shutil
-    import tempfile
-
     root = sandbox.run_dir_root() if mode != "rlimits" else Path(tempfile.gettempdir())
     stale = {n: root / f"{sandbox.RUN_DIR_PREFIX}{n}-left" for n in range(sandbox.UID_SLOTS)}
     used: list[int] = []
@@ -700,8 +698,6 @@ def test_grading_removes_what_a_killed_grader_left(
 ) -> None:
     # A worker killed mid-grading leaves its unpacked submission; the next grading process removes
     # the grading directories of processes that are gone, once, and keeps those of live ones.
-    import importlib
-
     grade_module = importlib.import_module("grader.grade")  # the module (grader.grade is the function)
 
     if mode != MODES[0]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 from sqlalchemy.orm import Session
 
 from grader.report import GradeReport
@@ -484,8 +484,6 @@ def test_the_board_table_on_sqlite(tmp_path: Path) -> None:
 def test_a_result_enters_both_boards_in_one_statement_compiled_once(db: Session, settings: Settings) -> None:
     # Both boards' entries in one INSERT ... VALUES (...), (...), from a statement SQLAlchemy can cache
     # (one built with several VALUES rows has no cache key: it was compiled again on every grading).
-    from sqlalchemy import event
-
     assert boards._upsert_statement("postgresql")._generate_cache_key() is not None
     a = create_assignment(db, "phone-price", daily_limit=100)
     student, _ = create_user(db)
