@@ -887,7 +887,6 @@ def _zygote_request(
     extra_binds: list[tuple[str, str]] = [],  # noqa: B006 - read only
 ) -> dict[str, Any]:
     view = _host_view()
-    binds = [[str(HARNESS_DIR), IN_HARNESS], [str(job_dir), IN_JOB], [str(submission), IN_SUBMISSION]]
     return {
         "uid": uid,
         "out_fd": ZYGOTE_OUT_FD,
@@ -898,7 +897,10 @@ def _zygote_request(
         "ro_dirs": view.ro_dirs,
         "ro_files": view.ro_files,
         "masked": view.masked,
-        "binds": binds + [[src, dst] for src, dst in extra_binds],
+        # What every evaluation of this worker sees (the zygote's spares mount it ahead of their job),
+        # then this job's own directories.
+        "binds": [[str(HARNESS_DIR), IN_HARNESS], *([src, dst] for src, dst in extra_binds)],
+        "job_binds": [[str(job_dir), IN_JOB], [str(submission), IN_SUBMISSION]],
         "seccomp": base64.b64encode(_seccomp_program()).decode(),
         "env": _sandbox_env(),
         "extra_devices": [p.name for p in Path("/dev").glob("nvidia*")] if device == "cuda" else [],

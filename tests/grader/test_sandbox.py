@@ -28,8 +28,9 @@ from grader import grade, sandbox
 from grader.assignments import get_assignment
 from grader.datasets import PHONE_PRICE_COLUMNS, load_hidden
 from grader.report import ErrorCode, GradeReport
+from reference.examples import EXAMPLES_DIR
 
-from .conftest import REPO
+from .conftest import REPO, write_zip
 
 pytestmark = pytest.mark.slow
 
@@ -554,6 +555,28 @@ def test_a_pool_evaluation_takes_large_blocks_from_its_heap_and_keeps_them(
     assert report.status == "graded", report.error
     assert "MAPPED_BLOCKS 0" in report.logs_tail, report.logs_tail
     assert "HEAP_KEPT True" in report.logs_tail, report.logs_tail
+
+
+@pytest.mark.skipif("zygote" not in STRONG, reason="the warm pool needs root and namespaces")
+def test_a_job_whose_view_differs_from_the_last_one_gets_its_own(
+    mode: str, phone_zip: Callable[..., Path], tmp_path: Path
+) -> None:
+    # A spare mounts the last request's view ahead of its job. A model job's view holds the cached
+    # hidden inputs at /inputs; a functions job's does not, so its spare must mount the job's own.
+    if mode != "zygote":
+        pytest.skip("about the pool")
+    probe = "import os\nprint('INPUTS', os.path.isdir('/inputs'))\n"
+    for _ in range(2):  # the second model job runs in a spare mounted ahead with the model view
+        model = run(phone_zip(top=probe))
+        assert model.status == "graded", model.error
+        assert "INPUTS True" in model.logs_tail, model.logs_tail
+    source = (EXAMPLES_DIR / "activations" / "activations.py").read_text(encoding="utf-8")
+    functions = write_zip(tmp_path / "functions.zip", {"activations.py": probe + source})
+    for _ in range(2):
+        report = grade(functions, get_assignment("activations"))
+        assert report.status == "graded", report.error
+        assert "INPUTS False" in report.logs_tail, report.logs_tail
+    assert "INPUTS True" in run(phone_zip(top=probe, name="again.zip")).logs_tail
 
 
 def test_a_finished_tree_that_stays_is_ended_after_the_grace(mode: str) -> None:
