@@ -163,13 +163,24 @@ def grade(
     _remove_stale_grade_dirs(root)
     tmp = Path(tempfile.mkdtemp(prefix=f"{GRADE_DIR_PREFIX}{os.getpid()}-", dir=root))
     tmp.chmod(0o711)
+    held: sandbox.Held | None = None
     try:
+        evaluator = evaluator_for(spec.kind)
+        limits = limits_for(spec, device)
+        # Under the warm pool the sandbox is made while the submission is unpacked and the job
+        # prepared, into the directories it has already bound.
+        held = sandbox.hold(
+            tmp / "submission",
+            limits,
+            device=device,
+            work_root=work_root,
+            input_cache=evaluator.uses_input_cache,
+        )
         t = time.perf_counter()
         unpacked = intake.unpack(Path(zip_path), tmp / "submission")
         timings["intake_s"] = time.perf_counter() - t
         report_kw["attachments"] = unpacked.attachments
 
-        evaluator = evaluator_for(spec.kind)
         t = time.perf_counter()
         prepared = evaluator.prepare(spec, unpacked.root, data_dir)
         timings["prepare_s"] = time.perf_counter() - t
@@ -177,7 +188,6 @@ def grade(
         if "plan" in prepared.job:
             report_kw["discovery"] = {"plan": prepared.job["plan"]}
 
-        limits = limits_for(spec, device)
         key = prepared.inputs_cache_key
         run = sandbox.run_job(
             unpacked.root,
@@ -187,6 +197,7 @@ def grade(
             device=device,
             work_root=work_root,
             cache_inputs={name: (key, arr) for name, arr in prepared.inputs.items()} if key else None,
+            held=held,
         )
         timings["sandbox_s"] = run.wall_s
         report_kw["sandbox"] = sandbox.describe(run.kind)
@@ -248,4 +259,6 @@ def grade(
         kw = {k: v for k, v in report_kw.items() if k != "logs_tail"}
         return GradeReport.failure(spec.slug, err, timings=timings, logs_tail=tb[-4000:], **kw)
     finally:
+        if held is not None:
+            held.release()  # nothing once run_job used it
         shutil.rmtree(tmp, ignore_errors=True)

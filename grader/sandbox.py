@@ -65,6 +65,7 @@ IN_INPUTS = "/inputs"
 INPUT_CACHE_DIR = Path(tempfile.gettempdir()) / "hwgrade-input-cache"
 ZYGOTE_OUT_FD = 3
 ZYGOTE_DONE_FD = 4
+ZYGOTE_GO_FD = 5  # an evaluation made ahead of its job waits for one byte on it (see hold())
 
 
 @dataclass(frozen=True)
@@ -578,15 +579,20 @@ def _write_job_dir(job_dir: Path, inputs: dict[str, np.ndarray], *, inside: bool
     return paths
 
 
+def _input_cache_dir() -> Path:
+    INPUT_CACHE_DIR.mkdir(mode=0o755, exist_ok=True)
+    st = INPUT_CACHE_DIR.stat()
+    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        raise SandboxUnavailable(f"{INPUT_CACHE_DIR} is not owned by this worker or is writable by others")
+    return INPUT_CACHE_DIR
+
+
 def _cached_inputs(arrays: dict[str, tuple[str, np.ndarray]]) -> dict[str, Path]:
     """Write each array once under INPUT_CACHE_DIR (atomically, root-owned, world-readable) and return
     the paths. Only inputs go here, never labels: the sandbox may read all of it."""
     if not arrays:
         return {}
-    INPUT_CACHE_DIR.mkdir(mode=0o755, exist_ok=True)
-    st = INPUT_CACHE_DIR.stat()
-    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
-        raise SandboxUnavailable(f"{INPUT_CACHE_DIR} is not owned by this worker or is writable by others")
+    _input_cache_dir()
     paths = {}
     for name, (key, arr) in arrays.items():
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in key)[:120]
@@ -710,14 +716,20 @@ def run_job(
     threads: int | None = None,
     cache_inputs: dict[str, tuple[str, np.ndarray]] | None = None,
     mode: str | None = None,
+    held: Held | None = None,
 ) -> SandboxRun:
     """Run the harness on `submission` (an unpacked directory) for `job`; never raises for anything the
     student code does (crash, timeout, garbage output all come back as a `SandboxRun`).
 
     `inputs` are written for this run only; `cache_inputs` ({name: (key, array)}) are written once per
     key and shared read-only by every run (the hidden test set's inputs: same for every submission).
+    `held`: an evaluation hold() made ahead of this job, used if it fits it (else given up).
     If the warm pool fails twice in a row (it restarts itself once), this run falls back to a cold
     bubblewrap sandbox: a pool problem never becomes the student's error."""
+    if held is not None:
+        run = _run_held(held, submission, job, inputs, limits, device, threads, cache_inputs)
+        if run is not None:
+            return run
     kind = mode or isolation_kind()
     if kind == "rlimits" and not fallback_usable():
         raise SandboxUnavailable(
@@ -785,26 +797,7 @@ def run_job(
                 )
         else:
             ended = _run_process(kind, job_dir, submission, limits, device, out_fd, extra_binds)
-        os.lseek(out_fd, 0, os.SEEK_SET)
-        size = os.fstat(out_fd).st_size
-        data = os.read(out_fd, size) if 0 < size <= (limits.file_mb * 1024 * 1024) else b""
-        result, arrays, bad = read_result(data)
-        if size > limits.file_mb * 1024 * 1024:
-            bad = "the result was too large"
-        returncode, timed_out, out_tail, err_tail = ended
-        return SandboxRun(
-            kind=kind,
-            result=result,
-            arrays=arrays,
-            returncode=returncode,
-            timed_out=timed_out,
-            stdout_tail=out_tail.text(),
-            stderr_tail=err_tail.text(),
-            stdout_bytes=out_tail.total,
-            stderr_bytes=err_tail.total,
-            wall_s=time.monotonic() - t0,
-            bad_result=bad,
-        )
+        return _finished(kind, out_fd, limits, ended, t0)
     finally:
         if out_fd >= 0:
             with contextlib.suppress(OSError):
@@ -814,6 +807,159 @@ def run_job(
 
 
 _Ended = tuple[int | None, bool, "_Tail", "_Tail"]
+
+
+def _finished(kind: str, out_fd: int, limits: SandboxLimits, ended: _Ended, t0: float) -> SandboxRun:
+    """The run's report: its result read back from `out_fd`, and how it ended."""
+    os.lseek(out_fd, 0, os.SEEK_SET)
+    size = os.fstat(out_fd).st_size
+    data = os.read(out_fd, size) if 0 < size <= (limits.file_mb * 1024 * 1024) else b""
+    result, arrays, bad = read_result(data)
+    if size > limits.file_mb * 1024 * 1024:
+        bad = "the result was too large"
+    returncode, timed_out, out_tail, err_tail = ended
+    return SandboxRun(
+        kind=kind,
+        result=result,
+        arrays=arrays,
+        returncode=returncode,
+        timed_out=timed_out,
+        stdout_tail=out_tail.text(),
+        stderr_tail=err_tail.text(),
+        stdout_bytes=out_tail.total,
+        stderr_bytes=err_tail.total,
+        wall_s=time.monotonic() - t0,
+        bad_result=bad,
+    )
+
+
+@dataclass
+class Held:
+    """An evaluation the warm pool made ahead of its job (see hold())."""
+
+    slot: Slot
+    begun: _Begun
+    out_fd: int
+    job_dir: Path
+    submission_dir: Path
+    limits: SandboxLimits
+    device: str
+    input_cache: bool
+    used: bool = False
+
+    def release(self) -> None:
+        """Give it up if its job never came (the submission could not be unpacked, say): it exits at
+        once, and its uid slot is released once its tree is gone. Nothing once run_job used it."""
+        if self.used:
+            return
+        self.used = True
+        with contextlib.suppress(OSError):
+            os.close(self.out_fd)
+        _zygote().drop(self.begun, self.slot)
+
+
+def hold(
+    submission_dir: Path,
+    limits: SandboxLimits,
+    *,
+    device: str = "cpu",
+    work_root: Path | None = None,
+    input_cache: bool = False,
+    mode: str | None = None,
+) -> Held | None:
+    """Under the warm pool, make the evaluation of a job that does not exist yet, so that its set-up
+    runs while the caller unpacks the submission (into `submission_dir`, empty or missing now) and
+    prepares the job: the evaluation binds the still empty job directory and `submission_dir`,
+    enters its isolation, and waits; run_job(held=...) writes the job and lets it go, or it is
+    released (Held.release). `input_cache`: the job will read cached inputs (see run_job).
+
+    None in the other modes, or if this fails (run_job then makes the evaluation once the job
+    exists, as it always did)."""
+    if (mode or isolation_kind()) != "zygote":
+        return None
+    out_fd = -1
+    try:
+        slot = acquire_slot()
+    except SandboxUnavailable:
+        return None
+    try:
+        tmp = slot.new_run_dir(work_root or run_dir_root())
+        tmp.chmod(0o711)
+        job_dir = tmp / "job"
+        job_dir.mkdir(mode=0o755)
+        submission_dir.mkdir(mode=0o755, exist_ok=True)
+        submission_dir.chmod(0o755)
+        out_fd = os.memfd_create("hwgrade-result")
+        if _privileged():
+            os.fchown(out_fd, slot.uid, slot.uid)
+        extra = [(str(_input_cache_dir()), IN_INPUTS)] if input_cache else []
+        req = _zygote_request(job_dir, submission_dir, limits, device, slot.uid, extra)
+        req["go_fd"] = ZYGOTE_GO_FD
+    except (OSError, SandboxUnavailable):
+        log.warning("could not make an evaluation ahead of its job", exc_info=True)
+        if out_fd >= 0:
+            os.close(out_fd)
+        slot.release()
+        return None
+    try:
+        begun = _zygote().hold(req, out_fd, slot)  # it has the slot now (and released it if this fails)
+    except (ZygoteDied, OSError, TimeoutError, json.JSONDecodeError):
+        log.warning("the warm sandbox pool could not make an evaluation ahead of its job", exc_info=True)
+        os.close(out_fd)
+        return None
+    return Held(slot, begun, out_fd, job_dir, submission_dir, limits, device, input_cache)
+
+
+def _run_held(
+    held: Held,
+    submission: Path,
+    job: dict[str, Any],
+    inputs: dict[str, np.ndarray],
+    limits: SandboxLimits,
+    device: str,
+    threads: int | None,
+    cache_inputs: dict[str, tuple[str, np.ndarray]] | None,
+) -> SandboxRun | None:
+    """run_job in the evaluation `held`; None if that does not fit this job or the pool failed (the
+    held evaluation is then gone, and the caller runs the job as usual)."""
+    t0 = time.monotonic()
+    try:
+        inside = submission.resolve().relative_to(held.submission_dir.resolve())
+    except ValueError:
+        inside = None
+    if inside is None or (limits, device, bool(cache_inputs)) != (held.limits, held.device, held.input_cache):
+        held.release()
+        return None
+    try:
+        full_job = _job_for(job, held.slot.uid, limits, device, threads)
+        full_job.update(
+            submission=(Path(IN_SUBMISSION) / inside).as_posix(),
+            workdir=IN_WORKDIR,
+            out_fd=ZYGOTE_OUT_FD,
+            done_fd=ZYGOTE_DONE_FD,
+        )
+        full_job["inputs"] = _write_job_dir(held.job_dir, inputs, inside=True)
+        cached = _cached_inputs(cache_inputs or {})
+        for name, path in cached.items():
+            full_job["inputs"][name] = f"{IN_INPUTS}/{path.name}"
+        (held.job_dir / "job.json").write_text(json.dumps(full_job), encoding="utf-8")
+        (held.job_dir / "job.json").chmod(0o644)
+    except BaseException:
+        held.release()
+        raise
+    held.used = True
+    pool = _zygote()
+    # The zygote loads these for its next spares with the next request.
+    pool.preload_later.update({f"{IN_INPUTS}/{path.name}": str(path) for path in cached.values()})
+    try:
+        try:
+            ended = pool.go(held.begun, limits, held.slot)
+        except (ZygoteDied, OSError, TimeoutError, json.JSONDecodeError):
+            log.exception("the warm sandbox pool failed; running this evaluation again")
+            return None
+        return _finished("zygote", held.out_fd, limits, ended, t0)
+    finally:
+        os.close(held.out_fd)
 
 
 def _run_process(
@@ -942,6 +1088,9 @@ class Zygote:
         # A pidfd for each running init (opened when the zygote names it, closed when it reports the
         # exit): signals reach that process or nothing, even after the zygote has reaped it.
         self.pidfds: dict[int, int] = {}
+        # Inputs for the zygote to hold in memory for its next spares, sent with the next request (a
+        # held evaluation's job, and so its inputs, are known only after its request was sent).
+        self.preload_later: dict[str, str] = {}
         self._buf = b""
         atexit.register(self.stop)
 
@@ -1099,7 +1248,7 @@ class Zygote:
                     try:
                         if not self.alive():
                             self.start()
-                        return self._run_once(req, out_fd, limits, slot)
+                        return self._wait(self._begin(req, out_fd), limits, slot)
                     except (ZygoteDied, OSError, TimeoutError, json.JSONDecodeError):
                         # The pool died under us (killed, crashed): start a new one and run again.
                         self.stop()
@@ -1110,27 +1259,105 @@ class Zygote:
                 slot.release()
                 raise
 
-    def _run_once(self, req: dict[str, Any], out_fd: int, limits: SandboxLimits, slot: Slot) -> _Ended:
+    def hold(self, req: dict[str, Any], out_fd: int, slot: Slot) -> _Begun:
+        """Make an evaluation that waits for go() (the request names its go fd); takes over `slot`
+        (released here if this fails, else by go() or drop())."""
+        with self.lock:
+            try:
+                if not self.alive():
+                    self.start()
+                return self._begin(req, out_fd, held=True)
+            except (ZygoteDied, OSError, TimeoutError, json.JSONDecodeError):
+                self.stop()
+                slot.release()
+                raise
+            except BaseException:
+                slot.release()
+                raise
+
+    def go(self, begun: _Begun, limits: SandboxLimits, slot: Slot) -> _Ended:
+        """Let a held evaluation run its job (written by now) and wait for it as run() does. If this
+        zygote is not the one that made it (it died since), or it dies now: ZygoteDied, and nothing
+        of it is left (the slot is released)."""
+        with self.lock:
+            try:
+                if not self.alive() or self.starts != begun.generation:
+                    raise ZygoteDied("the zygote that made this evaluation is gone")
+                self._started(begun)
+                os.write(begun.go_w, b"1")
+                return self._wait(begun, limits, slot)
+            except (ZygoteDied, OSError, TimeoutError, json.JSONDecodeError):
+                self.stop()
+                slot.release()
+                raise
+            except BaseException:
+                slot.release()
+                raise
+            finally:
+                begun.close()
+
+    def drop(self, begun: _Begun, slot: Slot) -> None:
+        """Give up a held evaluation before its go: its go pipe closes, so it exits; its slot is
+        released when the zygote reports its tree gone (or at once, if that zygote is gone)."""
+        with self.lock:
+            begun.close()
+            if self.alive() and self.starts == begun.generation:
+                try:
+                    self._started(begun)
+                except (ZygoteDied, OSError, TimeoutError, json.JSONDecodeError):
+                    self.stop()
+                else:
+                    self.pending[begun.init] = slot
+                    self.end_at[begun.init] = time.monotonic() + self.DONE_GRACE_S
+                    return
+            self._forget(begun.init)
+            slot.release()
+
+    def _begin(self, req: dict[str, Any], out_fd: int, *, held: bool = False) -> _Begun:
+        """Send one request; returns once the zygote has started its sandbox (a held one: at once)."""
         assert self.sock is not None
         self._end_overdue()
+        if self.preload_later:
+            req = {**req, "preload": {**self.preload_later, **req.get("preload", {})}}
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         done_r, done_w = os.pipe()
+        go_r, go_w = os.pipe() if held else (-1, -1)
+        begun = _Begun(self.starts, out_r, err_r, done_r, go_w)
+        try:
+            try:
+                self.sock.settimeout(30)
+                fds = [out_w, err_w, out_fd, done_w, *([go_r] if held else [])]
+                self.sock.sendmsg(
+                    [json.dumps(req).encode() + b"\n"],
+                    [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))],
+                )
+            finally:
+                for fd in (out_w, err_w, done_w, go_r):
+                    if fd >= 0:
+                        os.close(fd)
+            self.preload_later = {}
+            if not held:  # a held one's answer is read when it goes or is dropped: not waited for now
+                self._started(begun)
+        except BaseException:
+            begun.close()
+            raise
+        return begun
+
+    def _started(self, begun: _Begun) -> None:
+        """Read the zygote's answer to the request of `begun`: the pid of its sandbox's init."""
+        started = self._next(30)
+        if "pid" not in started:
+            raise ZygoteDied(f"zygote could not fork: {started}")
+        begun.init = int(started["pid"])
+        self._watch(begun.init)
+
+    def _wait(self, begun: _Begun, limits: SandboxLimits, slot: Slot) -> _Ended:
+        """Wait until the evaluation is done, has ended, or is out of time."""
+        assert self.sock is not None
+        init, out_r, err_r, done_r = begun.init, begun.out_r, begun.err_r, begun.done_r
         tails = {out_r: _Tail(limits.log_cap_bytes), err_r: _Tail(limits.log_cap_bytes)}
         try:
-            self.sock.settimeout(30)
-            self.sock.sendmsg(
-                [json.dumps(req).encode() + b"\n"],
-                [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [out_w, err_w, out_fd, done_w]))],
-            )
-            for fd in (out_w, err_w, done_w):
-                os.close(fd)
-            out_w = err_w = done_w = -1
-            started = self._next(30)
-            if "pid" not in started:
-                raise ZygoteDied(f"zygote could not fork: {started}")
-            init = int(started["pid"])
-            self._watch(init)
             deadline = time.monotonic() + limits.timeout_s
             open_fds = [out_r, err_r, done_r]
             done = timed_out = False
@@ -1182,10 +1409,28 @@ class Zygote:
             returncode = 0 if done else (None if status is None else os.waitstatus_to_exitcode(status))
             return returncode, timed_out, tails[out_r], tails[err_r]
         finally:
-            for fd in (out_r, err_r, done_r, out_w, err_w, done_w):
-                if fd >= 0:
-                    with contextlib.suppress(OSError):
-                        os.close(fd)
+            begun.close()
+
+
+@dataclass
+class _Begun:
+    """An evaluation the zygote has started (`generation`: the Zygote.starts of the zygote that
+    made it): its init's pid, and this side's ends of its pipes (go: -1 unless held)."""
+
+    generation: int
+    out_r: int
+    err_r: int
+    done_r: int
+    go_w: int = -1
+    init: int = -1
+
+    def close(self) -> None:
+        for name in ("out_r", "err_r", "done_r", "go_w"):
+            fd = getattr(self, name)
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+                setattr(self, name, -1)
 
 
 def _read_available(fds: list[int], tails: dict[int, _Tail]) -> None:

@@ -48,6 +48,9 @@ class HarnessOutput:
 
 
 class Evaluator(Protocol):
+    # Whether prepare() gives its inputs an `inputs_cache_key` (known before the submission is unpacked).
+    uses_input_cache: bool
+
     def prepare(self, spec: AssignmentSpec, submission_dir: Path, data_dir: Path | None) -> Prepared: ...
 
     def score(self, spec: AssignmentSpec, prepared: Prepared, output: HarnessOutput) -> Scored: ...

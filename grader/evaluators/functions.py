@@ -817,6 +817,8 @@ class _Outcome:
 class FunctionsEvaluator:
     """Grades activations.py, backprop.py and optimizers.py against `reference`."""
 
+    uses_input_cache = False
+
     def prepare(self, spec: AssignmentSpec, submission_dir: Path, data_dir: Path | None) -> Prepared:
         """Plan the harness calls and compute the expected values (deterministic per assignment)."""
         if spec.kind not in MODULES:

@@ -122,6 +122,8 @@ def inference_batch_size(x: np.ndarray) -> int:
 
 
 class ModelEvaluator:
+    uses_input_cache = True
+
     def prepare(self, spec: AssignmentSpec, submission_dir: Path, data_dir: Path | None) -> Prepared:
         hidden = load_hidden(spec.kind, data_dir)
         files = sorted(

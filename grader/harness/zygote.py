@@ -28,8 +28,8 @@ Standalone like the harness (stdlib, numpy, torch): the project's packages are n
 process, so no child can find them in memory either.
 
 Protocol on the socket (fd 0): the runner sends one JSON line plus four fds (SCM_RIGHTS: stdout,
-stderr, result, done), the zygote answers {"pid": init's pid here} and later {"status": the
-evaluation's wait status} or {"error": ...}.
+stderr, result, done), or five (and "go", see _run_evaluation), the zygote answers {"pid": init's pid
+here} and later {"status": the evaluation's wait status} or {"error": ...}.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 MNT_DETACH = 2
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 1, 38, 22, 2
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
+EXIT_NOT_NEEDED = 73  # an evaluation made ahead of its job, whose job never came (see _run_evaluation)
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt(3) parameters
 # An evaluation's malloc: blocks under 32 MiB come from the heap, whose freed top is kept up to 32 MiB.
 EVAL_MMAP_THRESHOLD = EVAL_TRIM_THRESHOLD = 32 << 20
@@ -228,9 +229,10 @@ def _spare_evaluation(conn: socket.socket, root: str, harness_main: Any, view: d
         _check(libc.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
         ahead = _mount_view_ahead(view, root)
         req, fds = _recv(conn)
-        conn.close()
         if req is None:
             os._exit(72)  # the zygote went away before using this spare
+        if "go_fd" not in req:
+            conn.close()  # else once the job is here: the zygote then makes the next spare
         if not ahead or view_of(req) != view:
             if ahead:
                 _check(libc.umount2(_b(root), MNT_DETACH), "umount the view mounted ahead")
@@ -240,7 +242,7 @@ def _spare_evaluation(conn: socket.socket, root: str, harness_main: Any, view: d
         if fds:
             _report_setup_failure(fds, e)
         os._exit(70)
-    _run_evaluation(req, fds, harness_main)
+    _run_evaluation(req, fds, harness_main, conn)
 
 
 def _tune_malloc() -> None:
@@ -369,16 +371,33 @@ class _Sandbox:
         self.sock.close()
 
 
-def _run_evaluation(req: dict[str, Any], fds: list[int], harness_main: Any) -> None:
-    """The evaluation itself; never returns (the harness ends with os._exit)."""
+def _run_evaluation(req: dict[str, Any], fds: list[int], harness_main: Any, conn: socket.socket) -> None:
+    """The evaluation itself; never returns (the harness ends with os._exit).
+
+    A request with a fifth fd (the read end of the runner's "go" pipe, placed at req["go_fd"]) was
+    sent before its job existed: the sandbox is made while the runner still unpacks the submission
+    into the bound (empty) directories and writes the job; the harness starts on the runner's byte.
+    If the pipe closes without it (the submission could not be unpacked), this process just exits.
+    Meanwhile the zygote makes no new spare (the fork of its large image would take a core from the
+    unpacking): it waits until this process closes `conn`, its socket to it, once the job is here."""
     try:
         # Move the received fds out of the way first, so no dup2 below overwrites one not yet placed.
-        out_w, err_w, result_fd, done_w = (fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for fd in fds)
+        moved = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for fd in fds]
+        out_w, err_w, result_fd, done_w = moved[:4]
+        to_zygote = -1
+        if len(moved) > 4:
+            to_zygote = fcntl.fcntl(conn.fileno(), fcntl.F_DUPFD, 100)
+            conn.close()
         os.dup2(out_w, 1)
         os.dup2(err_w, 2)
         os.dup2(result_fd, int(req["out_fd"]))
         os.dup2(done_w, int(req["done_fd"]))
-        _close_fds_except({0, 1, 2, int(req["out_fd"]), int(req["done_fd"])})
+        keep = {0, 1, 2, int(req["out_fd"]), int(req["done_fd"])}
+        go_fd = int(req["go_fd"]) if len(moved) > 4 else -1
+        if go_fd >= 0:
+            os.dup2(moved[4], go_fd)
+            keep |= {go_fd, to_zygote}
+        _close_fds_except(keep)
         devnull = os.open("/dev/null", os.O_RDONLY)
         os.dup2(devnull, 0)
         os.close(devnull)
@@ -388,6 +407,11 @@ def _run_evaluation(req: dict[str, Any], fds: list[int], harness_main: Any) -> N
         enter_sandbox(req)
         if req.get("probe"):
             os._exit(0 if os.getuid() != 0 else 72)
+        if go_fd >= 0:
+            if os.read(go_fd, 1) != b"1":
+                os._exit(EXIT_NOT_NEEDED)
+            os.close(go_fd)
+            os.close(to_zygote)
         harness_main.main(req["job_json"])
     except BaseException as e:  # noqa: BLE001
         try:
@@ -529,6 +553,9 @@ def serve(sock: socket.socket, root: str) -> None:
     # Sandboxes in use, by the pidfds of their init and evaluation: each process is reaped as it ends,
     # not in turn, so the next evaluation can start while the last one's tree is still torn down.
     running: dict[int, _Sandbox] = {}
+    # Held evaluations (made ahead of their job) that have not got it yet, by their socket's fd: no
+    # new spare is made while there is one (see _run_evaluation).
+    awaiting_job: dict[int, _Sandbox] = {}
     spare: _Sandbox | None = None
     view: dict[str, Any] | None = None  # the last request's, for the next spares to mount ahead
 
@@ -543,11 +570,14 @@ def serve(sock: socket.socket, root: str) -> None:
 
     _send(sock, {"ready": True, "pid": os.getpid()})
     while True:
-        if spare is None:
+        if spare is None and not awaiting_job:
             spare = new_spare()
-        readable, _, _ = select.select([spare.init_pidfd, spare.eval_pidfd, *running, sock.fileno()], [], [])
+        spare_fds = [spare.init_pidfd, spare.eval_pidfd] if spare is not None else []
+        readable, _, _ = select.select([*spare_fds, *running, *awaiting_job, sock.fileno()], [], [])
         for fd in readable:  # the socket last: a request opens new fds, maybe under numbers just closed
-            if fd in running:
+            if fd in awaiting_job:  # it has its job (or has ended): its socket is closed at its end
+                awaiting_job.pop(fd).sock.close()
+            elif fd in running:
                 sandbox = running[fd]
                 gone = sandbox.reap(fd)
                 if fd not in sandbox.fds():
@@ -577,7 +607,10 @@ def serve(sock: socket.socket, root: str) -> None:
                         if attempt == 2:
                             raise
                 assert spare is not None
-                spare.sock.close()
+                if "go_fd" in req:
+                    awaiting_job[spare.sock.fileno()] = spare
+                else:
+                    spare.sock.close()
                 running[spare.init_pidfd] = running[spare.eval_pidfd] = spare
                 _send(sock, {"pid": spare.init})
                 spare = None

@@ -822,10 +822,95 @@ def test_a_failing_pool_falls_back_to_a_cold_sandbox(
     def broken(*args: object, **kwargs: object) -> None:
         raise sandbox.ZygoteDied("the zygote closed its socket")
 
-    monkeypatch.setattr(sandbox.Zygote, "_run_once", broken)
+    monkeypatch.setattr(sandbox.Zygote, "_begin", broken)
     report = run(phone_zip())
     assert report.status == "graded", report.error
     assert report.sandbox.startswith("bwrap")
+
+
+def _capture_holds(monkeypatch: pytest.MonkeyPatch) -> list[sandbox.Held]:
+    held: list[sandbox.Held] = []
+    real = sandbox.hold
+
+    def hold(*args: Any, **kwargs: Any) -> sandbox.Held | None:
+        h = real(*args, **kwargs)
+        if h is not None:
+            held.append(h)
+        return h
+
+    monkeypatch.setattr(sandbox, "hold", hold)
+    return held
+
+
+@pytest.mark.skipif("zygote" not in STRONG, reason="the warm pool needs root and namespaces")
+def test_the_pool_makes_the_evaluation_while_the_submission_is_unpacked(
+    mode: str, phone_zip: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The evaluation is made, isolated and running as its slot's uid, before intake has unpacked
+    # anything; then it runs the job.
+    if mode != "zygote":
+        pytest.skip("about the pool")
+    grade_module = importlib.import_module("grader.grade")
+
+    sandbox.settle_pool()  # no earlier evaluation's tree still runs as a slot uid
+    held = _capture_holds(monkeypatch)
+    seen: list[int] = []
+    real_unpack = grade_module.intake.unpack
+
+    def unpack(*args: Any, **kwargs: Any) -> Any:
+        deadline = time.monotonic() + 10
+        while not seen and time.monotonic() < deadline:
+            seen.extend(sandbox.processes_of_uid(held[0].slot.uid))
+            time.sleep(0.005)
+        return real_unpack(*args, **kwargs)
+
+    monkeypatch.setattr(grade_module.intake, "unpack", unpack)
+    report = run(phone_zip(top="import os\nprint('UID', os.getuid())", name="top.zip"))
+    assert report.status == "graded", report.error
+    assert seen, "no evaluation ran as the held slot's uid while the submission was unpacked"
+    assert f"UID {held[0].slot.uid}" in report.logs_tail
+
+
+@pytest.mark.skipif("zygote" not in STRONG, reason="the warm pool needs root and namespaces")
+def test_an_evaluation_made_ahead_of_a_submission_that_cannot_be_unpacked_goes_away(
+    mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if mode != "zygote":
+        pytest.skip("about the pool")
+    held = _capture_holds(monkeypatch)
+    not_a_zip = tmp_path / "homework.zip"
+    not_a_zip.write_text("this is my homework", encoding="utf-8")
+    report = run(not_a_zip)
+    assert report.error is not None and report.error.code == ErrorCode.not_a_zip
+    assert len(held) == 1
+    sandbox.settle_pool()
+    assert held[0].slot.fd == -1, "its uid slot was not released"
+    assert sandbox.processes_of_uid(held[0].slot.uid) == []
+
+
+@pytest.mark.skipif("zygote" not in STRONG, reason="the warm pool needs root and namespaces")
+def test_a_pool_that_dies_while_an_evaluation_waits_for_its_job_grades_it_in_a_new_one(
+    mode: str, phone_zip: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if mode != "zygote":
+        pytest.skip("about the pool")
+    grade_module = importlib.import_module("grader.grade")
+
+    pool = sandbox._zygote()
+    real_unpack = grade_module.intake.unpack
+
+    def unpack(*args: Any, **kwargs: Any) -> Any:
+        assert pool.proc is not None
+        os.killpg(pool.proc.pid, signal.SIGKILL)
+        pool.proc.wait()
+        return real_unpack(*args, **kwargs)
+
+    monkeypatch.setattr(grade_module.intake, "unpack", unpack)
+    starts = pool.starts
+    report = run(phone_zip())
+    assert report.status == "graded", report.error
+    assert report.sandbox.startswith("zygote")
+    assert pool.starts == starts + 1
 
 
 @pytest.mark.skipif(sys.prefix == sys.base_prefix, reason="needs the tests to run in a virtual environment")
