@@ -38,6 +38,7 @@ import tempfile
 import threading
 import time
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -903,7 +904,7 @@ def hold(
         return None
     try:
         begun = _zygote().hold(req, out_fd, slot)  # it has the slot now (and released it if this fails)
-    except (ZygoteDied, OSError, TimeoutError, json.JSONDecodeError):
+    except POOL_FAILURES:
         log.warning("the warm sandbox pool could not make an evaluation ahead of its job", exc_info=True)
         os.close(out_fd)
         return None
@@ -954,7 +955,7 @@ def _run_held(
     try:
         try:
             ended = pool.go(held.begun, limits, held.slot)
-        except (ZygoteDied, OSError, TimeoutError, json.JSONDecodeError):
+        except POOL_FAILURES:
             log.exception("the warm sandbox pool failed; running this evaluation again")
             return None
         return _finished("zygote", held.out_fd, limits, ended, t0)
@@ -1055,6 +1056,10 @@ def _zygote_request(
 
 class ZygoteDied(RuntimeError):
     pass
+
+
+# How a warm pool fails (killed, crashed, not answering, garbled): the caller starts a new one.
+POOL_FAILURES = (ZygoteDied, OSError, TimeoutError, json.JSONDecodeError)
 
 
 class Zygote:
@@ -1249,7 +1254,7 @@ class Zygote:
                         if not self.alive():
                             self.start()
                         return self._wait(self._begin(req, out_fd), limits, slot)
-                    except (ZygoteDied, OSError, TimeoutError, json.JSONDecodeError):
+                    except POOL_FAILURES:
                         # The pool died under us (killed, crashed): start a new one and run again.
                         self.stop()
                         if attempt == 2:
@@ -1259,15 +1264,15 @@ class Zygote:
                 slot.release()
                 raise
 
-    def hold(self, req: dict[str, Any], out_fd: int, slot: Slot) -> _Begun:
-        """Make an evaluation that waits for go() (the request names its go fd); takes over `slot`
-        (released here if this fails, else by go() or drop())."""
+    @contextlib.contextmanager
+    def _holding(self, slot: Slot) -> Iterator[None]:
+        """Under the lock, for the held evaluation in `slot`: if the body fails, release the slot
+        (nothing of that evaluation is left once its zygote is stopped or it never started), and
+        stop a pool that failed (the next request starts a new one)."""
         with self.lock:
             try:
-                if not self.alive():
-                    self.start()
-                return self._begin(req, out_fd, held=True)
-            except (ZygoteDied, OSError, TimeoutError, json.JSONDecodeError):
+                yield
+            except POOL_FAILURES:
                 self.stop()
                 slot.release()
                 raise
@@ -1275,24 +1280,25 @@ class Zygote:
                 slot.release()
                 raise
 
+    def hold(self, req: dict[str, Any], out_fd: int, slot: Slot) -> _Begun:
+        """Make an evaluation that waits for go() (the request names its go fd); takes over `slot`
+        (released here if this fails, else by go() or drop())."""
+        with self._holding(slot):
+            if not self.alive():
+                self.start()
+            return self._begin(req, out_fd, held=True)
+
     def go(self, begun: _Begun, limits: SandboxLimits, slot: Slot) -> _Ended:
         """Let a held evaluation run its job (written by now) and wait for it as run() does. If this
         zygote is not the one that made it (it died since), or it dies now: ZygoteDied, and nothing
         of it is left (the slot is released)."""
-        with self.lock:
+        with self._holding(slot):
             try:
                 if not self.alive() or self.starts != begun.generation:
                     raise ZygoteDied("the zygote that made this evaluation is gone")
                 self._started(begun)
                 os.write(begun.go_w, b"1")
                 return self._wait(begun, limits, slot)
-            except (ZygoteDied, OSError, TimeoutError, json.JSONDecodeError):
-                self.stop()
-                slot.release()
-                raise
-            except BaseException:
-                slot.release()
-                raise
             finally:
                 begun.close()
 
@@ -1304,7 +1310,7 @@ class Zygote:
             if self.alive() and self.starts == begun.generation:
                 try:
                     self._started(begun)
-                except (ZygoteDied, OSError, TimeoutError, json.JSONDecodeError):
+                except POOL_FAILURES:
                     self.stop()
                 else:
                     self.pending[begun.init] = slot
