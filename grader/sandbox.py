@@ -949,12 +949,10 @@ def _run_held(
         held.release()
         raise
     held.used = True
-    pool = _zygote()
-    # The zygote loads these for its next spares with the next request.
-    pool.preload_later.update({f"{IN_INPUTS}/{path.name}": str(path) for path in cached.values()})
+    preload = {f"{IN_INPUTS}/{path.name}": str(path) for path in cached.values()}
     try:
         try:
-            ended = pool.go(held.begun, limits, held.slot)
+            ended = _zygote().go(held.begun, limits, held.slot, preload)
         except POOL_FAILURES:
             log.exception("the warm sandbox pool failed; running this evaluation again")
             return None
@@ -1093,9 +1091,6 @@ class Zygote:
         # A pidfd for each running init (opened when the zygote names it, closed when it reports the
         # exit): signals reach that process or nothing, even after the zygote has reaped it.
         self.pidfds: dict[int, int] = {}
-        # Inputs for the zygote to hold in memory for its next spares, sent with the next request (a
-        # held evaluation's job, and so its inputs, are known only after its request was sent).
-        self.preload_later: dict[str, str] = {}
         self._buf = b""
         atexit.register(self.stop)
 
@@ -1288,15 +1283,20 @@ class Zygote:
                 self.start()
             return self._begin(req, out_fd, held=True)
 
-    def go(self, begun: _Begun, limits: SandboxLimits, slot: Slot) -> _Ended:
+    def go(self, begun: _Begun, limits: SandboxLimits, slot: Slot, preload: dict[str, str]) -> _Ended:
         """Let a held evaluation run its job (written by now) and wait for it as run() does. If this
         zygote is not the one that made it (it died since), or it dies now: ZygoteDied, and nothing
-        of it is left (the slot is released)."""
+        of it is left (the slot is released). `preload`: the job's cached inputs, which a request
+        carries (see run_job) but a held one was sent too early to know; sent first, so the zygote
+        has them for the spare it makes once this evaluation has its job."""
         with self._holding(slot):
             try:
                 if not self.alive() or self.starts != begun.generation:
                     raise ZygoteDied("the zygote that made this evaluation is gone")
                 self._started(begun)
+                if preload:
+                    assert self.sock is not None
+                    self.sock.sendall(json.dumps({"preload": preload}).encode() + b"\n")
                 os.write(begun.go_w, b"1")
                 return self._wait(begun, limits, slot)
             finally:
@@ -1323,8 +1323,6 @@ class Zygote:
         """Send one request; returns once the zygote has started its sandbox (a held one: at once)."""
         assert self.sock is not None
         self._end_overdue()
-        if self.preload_later:
-            req = {**req, "preload": {**self.preload_later, **req.get("preload", {})}}
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         done_r, done_w = os.pipe()
@@ -1342,7 +1340,6 @@ class Zygote:
                 for fd in (out_w, err_w, done_w, go_r):
                     if fd >= 0:
                         os.close(fd)
-            self.preload_later = {}
             if not held:  # a held one's answer is read when it goes or is dropped: not waited for now
                 self._started(begun)
         except BaseException:

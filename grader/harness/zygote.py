@@ -29,7 +29,8 @@ process, so no child can find them in memory either.
 
 Protocol on the socket (fd 0): the runner sends one JSON line plus four fds (SCM_RIGHTS: stdout,
 stderr, result, done), or five (and "go", see _run_evaluation), the zygote answers {"pid": init's pid
-here} and later {"status": the evaluation's wait status} or {"error": ...}.
+here} and later {"status": the evaluation's wait status} or {"error": ...}. A line of only
+{"preload": {path inside: path here}} (a held evaluation's inputs) gets no answer.
 """
 
 from __future__ import annotations
@@ -453,6 +454,38 @@ def _recv(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
     return json.loads(data), list(fds)
 
 
+class _Runner:
+    """The zygote's end of its socket to the runner: one JSON line at a time, however the lines
+    arrive (a held evaluation's inputs may follow its request closely). The fds of a request are
+    kept apart from the lines, for the request that takes them (only requests carry fds, and the
+    runner sends the next one only after the zygote has answered the last)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = b""
+        self.fds = array.array("i")
+
+    def recv(self) -> dict[str, Any] | None:
+        while b"\n" not in self.buf:
+            data, ancdata, _, _ = self.sock.recvmsg(1 << 20, socket.CMSG_SPACE(16 * self.fds.itemsize))
+            if not data:
+                return None
+            self.buf += data
+            for level, kind, payload in ancdata:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    self.fds.frombytes(payload[: len(payload) - (len(payload) % self.fds.itemsize)])
+        line, _, self.buf = self.buf.partition(b"\n")
+        msg: dict[str, Any] = json.loads(line)
+        return msg
+
+    def take_fds(self) -> list[int]:
+        fds, self.fds = list(self.fds), array.array("i")
+        return fds
+
+    def buffered(self) -> bool:
+        return b"\n" in self.buf
+
+
 def _send(sock: socket.socket, obj: dict[str, Any]) -> None:
     sock.sendall(json.dumps(obj).encode() + b"\n")
 
@@ -568,6 +601,7 @@ def serve(sock: socket.socket, root: str) -> None:
         finally:
             harness_main.PRELOADED = {}
 
+    runner = _Runner(sock)
     _send(sock, {"ready": True, "pid": os.getpid()})
     while True:
         if spare is None and not awaiting_job:
@@ -590,37 +624,42 @@ def serve(sock: socket.socket, root: str) -> None:
                 spare.close()
                 spare = None
             elif fd == sock.fileno():
-                req, fds = _recv(sock)
-                if req is None:
-                    return
-                preload = req.pop("preload", {})
-                view = view_of(req)
-                for attempt in (1, 2):
-                    if spare is None:
-                        spare = new_spare()
-                    try:
-                        _send_fds(spare.sock, req, fds)
-                        break
-                    except OSError:
-                        spare.close()
+                while True:  # every line already received: select() would not wake for them again
+                    req = runner.recv()
+                    if req is None:
+                        return
+                    preload = req.pop("preload", {})
+                    if req:  # a request (else inputs to hold only: those of a held evaluation's job)
+                        fds = runner.take_fds()
+                        view = view_of(req)
+                        for attempt in (1, 2):
+                            if spare is None:
+                                spare = new_spare()
+                            try:
+                                _send_fds(spare.sock, req, fds)
+                                break
+                            except OSError:
+                                spare.close()
+                                spare = None
+                                if attempt == 2:
+                                    raise
+                        assert spare is not None
+                        if "go_fd" in req:
+                            awaiting_job[spare.sock.fileno()] = spare
+                        else:
+                            spare.sock.close()
+                        running[spare.init_pidfd] = running[spare.eval_pidfd] = spare
+                        _send(sock, {"pid": spare.init})
                         spare = None
-                        if attempt == 2:
-                            raise
-                assert spare is not None
-                if "go_fd" in req:
-                    awaiting_job[spare.sock.fileno()] = spare
-                else:
-                    spare.sock.close()
-                running[spare.init_pidfd] = running[spare.eval_pidfd] = spare
-                _send(sock, {"pid": spare.init})
-                spare = None
-                for fd_ in fds:
-                    os.close(fd_)
-                del req
-                # Off the critical path (the evaluation is already running): load new inputs for
-                # the next spares to inherit.
-                for inside, host in preload.items():
-                    preloaded.add(inside, host)
+                        for fd_ in fds:
+                            os.close(fd_)
+                        del req
+                    # Off the critical path (the evaluation is already running): load new inputs for
+                    # the next spares to inherit.
+                    for inside, host in preload.items():
+                        preloaded.add(inside, host)
+                    if not runner.buffered():
+                        break
 
 
 if __name__ == "__main__":

@@ -888,6 +888,55 @@ def test_an_evaluation_made_ahead_of_a_submission_that_cannot_be_unpacked_goes_a
     assert sandbox.processes_of_uid(held[0].slot.uid) == []
 
 
+def test_the_zygote_reads_each_line_of_lines_that_arrive_together(mode: str) -> None:
+    # A held evaluation's inputs follow its request; under load the zygote may find both (or the
+    # inputs and the next request) in one read, and must act on each, the fds going to the request.
+    if mode != MODES[0]:
+        pytest.skip("not about a sandbox mode: once is enough")
+    spec = importlib.util.spec_from_file_location("_test_hwgrade_zygote", sandbox.HARNESS_DIR / "zygote.py")
+    assert spec is not None and spec.loader is not None
+    zygote = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(zygote)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    r, w = os.pipe()
+    try:
+        ours.sendall(b'{"preload": {"/inputs/a.npy": "/x/a.npy"}}\n')
+        ours.sendmsg(
+            [b'{"uid": 1}\n{"preload": {}}\n'],
+            [(socket.SOL_SOCKET, socket.SCM_RIGHTS, bytes(memoryview(np.array([w], dtype=np.int32))))],
+        )
+        runner = zygote._Runner(theirs)
+        assert runner.recv() == {"preload": {"/inputs/a.npy": "/x/a.npy"}}
+        assert runner.recv() == {"uid": 1}
+        fds = runner.take_fds()
+        assert len(fds) == 1 and os.path.sameopenfile(fds[0], w)
+        assert runner.buffered() and runner.recv() == {"preload": {}}
+        assert not runner.buffered() and runner.take_fds() == []
+        os.close(fds[0])
+        ours.close()
+        assert runner.recv() is None
+    finally:
+        for fd in (r, w):
+            os.close(fd)
+        theirs.close()
+
+
+@pytest.mark.skipif("zygote" not in STRONG, reason="the warm pool needs root and namespaces")
+def test_a_new_pool_holds_the_hidden_inputs_from_its_second_evaluation_on(
+    mode: str, phone_zip: Callable[..., Path], data_dir: Path
+) -> None:
+    # The zygote keeps the hidden set's inputs in memory for its spares (the harness's PRELOADED),
+    # learning them from the first job; an evaluation without them reads the file from /inputs.
+    if mode != "zygote":
+        pytest.skip("about the pool")
+    sandbox.shutdown_pool()
+    probe = "import sys\nprint('PRELOADED', bool(sys.modules['_hwgrade_harness_main'].PRELOADED))"
+    reports = [run(phone_zip(top=probe, name=f"{i}.zip"), data_dir) for i in range(3)]
+    assert all(r.status == "graded" for r in reports), [r.error for r in reports]
+    logs = [r.logs_tail for r in reports]
+    assert ["PRELOADED True" in log for log in logs] == [False, True, True], logs
+
+
 @pytest.mark.skipif("zygote" not in STRONG, reason="the warm pool needs root and namespaces")
 def test_a_pool_that_dies_while_an_evaluation_waits_for_its_job_grades_it_in_a_new_one(
     mode: str, phone_zip: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
