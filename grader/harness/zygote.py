@@ -227,6 +227,7 @@ def _spare_evaluation(conn: socket.socket, root: str, harness_main: Any, view: d
         os.setsid()
         _check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "pdeathsig")
         _tune_malloc()
+        _rehearse_result(harness_main)
         _check(libc.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
         ahead = _mount_view_ahead(view, root)
         req, fds = _recv(conn)
@@ -263,6 +264,19 @@ def _tune_malloc() -> None:
     if mallopt is not None:
         mallopt(M_MMAP_THRESHOLD, EVAL_MMAP_THRESHOLD)
         mallopt(M_TRIM_THRESHOLD, EVAL_TRIM_THRESHOLD)
+
+
+def _rehearse_result(harness_main: Any) -> None:
+    """In a spare, before its job: write a tiny result the way the harness writes the real one
+    (np.savez to an in-memory file), so that the copy-on-write faults of that code path are taken
+    now, off the critical path. Measured: the harness's result write 1.20 -> 0.80 ms (MNIST MLP),
+    0.74 -> 0.39 ms (phone price), the evaluation's CPU unchanged. Its failure changes nothing."""
+    with contextlib.suppress(Exception):
+        import numpy as np
+
+        harness_main._write_result(
+            os.memfd_create("hwgrade-rehearsal"), {"pred": np.zeros((4, 10), np.float32)}, {"ok": True}
+        )
 
 
 def _send_fds(sock: socket.socket, obj: dict[str, Any], fds: list[int]) -> None:
