@@ -580,6 +580,45 @@ def _write_job_dir(job_dir: Path, inputs: dict[str, np.ndarray], *, inside: bool
     return paths
 
 
+def _write_job(
+    job_dir: Path,
+    full_job: dict[str, Any],
+    inputs: dict[str, np.ndarray],
+    cache_inputs: dict[str, tuple[str, np.ndarray]] | None,
+    *,
+    inside: bool,
+) -> dict[str, Path]:
+    """Write the job's inputs (see _write_job_dir and _cached_inputs) and then job_dir/job.json,
+    naming each input as the harness will see it; returns the cached inputs' paths here."""
+    full_job["inputs"] = _write_job_dir(job_dir, inputs, inside=inside)
+    cached = _cached_inputs(cache_inputs or {})
+    for name, path in cached.items():
+        full_job["inputs"][name] = f"{IN_INPUTS}/{path.name}" if inside else str(path)
+    (job_dir / "job.json").write_text(json.dumps(full_job), encoding="utf-8")
+    (job_dir / "job.json").chmod(0o644)
+    return cached
+
+
+def _preload(cached: dict[str, Path]) -> dict[str, str]:
+    """Cached inputs for the zygote to keep in memory, by their path inside: the evaluations it forks
+    inherit them instead of reading the files."""
+    return {f"{IN_INPUTS}/{path.name}": str(path) for path in cached.values()}
+
+
+def _result_fd(uid: int) -> int:
+    """The file the harness writes its result to: an anonymous in-memory file, nothing to create or
+    unlink on a disk (its size is capped by the harness's RLIMIT_FSIZE, file_mb)."""
+    fd = os.memfd_create("hwgrade-result")
+    try:
+        if _privileged():
+            # The harness writes the result after dropping to the slot uid.
+            os.fchown(fd, uid, uid)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def _input_cache_dir() -> Path:
     INPUT_CACHE_DIR.mkdir(mode=0o755, exist_ok=True)
     st = INPUT_CACHE_DIR.stat()
@@ -748,12 +787,7 @@ def run_job(
         tmp.chmod(0o711)  # the slot uid traverses it in the fallback mode; it can list nothing
         job_dir = tmp / "job"
         full_job = _job_for(job, uid, limits, device, threads)
-        # The result goes to an anonymous in-memory file: nothing to create or unlink on a disk (its
-        # size is capped by the harness's RLIMIT_FSIZE, file_mb).
-        out_fd = os.memfd_create("hwgrade-result")
-        if _privileged():
-            # The harness writes the result after dropping to the slot uid.
-            os.fchown(out_fd, uid, uid)
+        out_fd = _result_fd(uid)
         if kind == "rlimits":
             scratch = tmp / "scratch"
             scratch.mkdir()
@@ -764,18 +798,12 @@ def run_job(
             full_job["out_fd"] = ZYGOTE_OUT_FD if kind == "zygote" else out_fd
         if kind == "zygote":
             full_job["done_fd"] = ZYGOTE_DONE_FD
-        full_job["inputs"] = _write_job_dir(job_dir, inputs, inside=kind != "rlimits")
-        cached = _cached_inputs(cache_inputs or {})
-        for name, path in cached.items():
-            full_job["inputs"][name] = f"{IN_INPUTS}/{path.name}" if kind != "rlimits" else str(path)
-        (job_dir / "job.json").write_text(json.dumps(full_job), encoding="utf-8")
-        (job_dir / "job.json").chmod(0o644)
+        cached = _write_job(job_dir, full_job, inputs, cache_inputs, inside=kind != "rlimits")
         extra_binds = [(str(INPUT_CACHE_DIR), IN_INPUTS)] if cached and kind != "rlimits" else []
 
         if kind == "zygote":
             req = _zygote_request(job_dir, submission, limits, device, uid, extra_binds)
-            # The zygote keeps these in memory; the evaluation inherits them instead of reading the file.
-            req["preload"] = {f"{IN_INPUTS}/{path.name}": str(path) for path in cached.values()}
+            req["preload"] = _preload(cached)
             pool_slot, slot = slot, None  # the pool releases it, now or once the tree is gone
             try:
                 ended = _zygote().run(req, out_fd, limits, pool_slot)
@@ -890,9 +918,7 @@ def hold(
         job_dir.mkdir(mode=0o755)
         submission_dir.mkdir(mode=0o755, exist_ok=True)
         submission_dir.chmod(0o755)
-        out_fd = os.memfd_create("hwgrade-result")
-        if _privileged():
-            os.fchown(out_fd, slot.uid, slot.uid)
+        out_fd = _result_fd(slot.uid)
         extra = [(str(_input_cache_dir()), IN_INPUTS)] if input_cache else []
         req = _zygote_request(job_dir, submission_dir, limits, device, slot.uid, extra)
         req["go_fd"] = ZYGOTE_GO_FD
@@ -939,20 +965,14 @@ def _run_held(
             out_fd=ZYGOTE_OUT_FD,
             done_fd=ZYGOTE_DONE_FD,
         )
-        full_job["inputs"] = _write_job_dir(held.job_dir, inputs, inside=True)
-        cached = _cached_inputs(cache_inputs or {})
-        for name, path in cached.items():
-            full_job["inputs"][name] = f"{IN_INPUTS}/{path.name}"
-        (held.job_dir / "job.json").write_text(json.dumps(full_job), encoding="utf-8")
-        (held.job_dir / "job.json").chmod(0o644)
+        cached = _write_job(held.job_dir, full_job, inputs, cache_inputs, inside=True)
     except BaseException:
         held.release()
         raise
     held.used = True
-    preload = {f"{IN_INPUTS}/{path.name}": str(path) for path in cached.values()}
     try:
         try:
-            ended = _zygote().go(held.begun, limits, held.slot, preload)
+            ended = _zygote().go(held.begun, limits, held.slot, _preload(cached))
         except POOL_FAILURES:
             log.exception("the warm sandbox pool failed; running this evaluation again")
             return None
