@@ -18,10 +18,10 @@ touches any student file:
                                        set by the harness itself)
 
 Both are the zygote's children; a new sandbox is made ahead of each request (a spare), so the fork and
-most of the mounts are off the critical path. When the evaluation has been reaped, the zygote kills init; when init dies (so
-killed, or by the runner's SIGKILL when the time is up or a finished tree outstays its grace, or when
-the zygote dies and the pipe closes) the kernel kills everything left in its namespace, and the
-zygote can reap init only once all of it is gone. So the zygote reports a sandbox's status only when
+most of the mounts are off the critical path. When the evaluation has been reaped, the zygote kills
+init; when init dies (so killed, or by the runner's SIGKILL when the time is up or a finished tree
+outstays its grace, or when the zygote dies and the pipe closes) the kernel kills everything left in
+its namespace, and the zygote can reap init only once all of it is gone. So the zygote reports a sandbox's status only when
 it is gone, and nothing of it outlives the zygote.
 
 Standalone like the harness (stdlib, numpy, torch): the project's packages are never loaded into this
@@ -230,7 +230,9 @@ def _spare_evaluation(conn: socket.socket, root: str, harness_main: Any, view: d
         _rehearse_result(harness_main)
         _check(libc.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
         ahead = _mount_view_ahead(view, root)
-        req, fds = _recv(conn)
+        job = _Lines(conn)
+        req = job.recv()
+        fds = job.take_fds()
         if req is None:
             os._exit(72)  # the zygote went away before using this spare
         if "go_fd" not in req:
@@ -399,8 +401,9 @@ def _run_evaluation(req: dict[str, Any], fds: list[int], harness_main: Any, conn
         # Move the received fds out of the way first, so no dup2 below overwrites one not yet placed.
         moved = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for fd in fds]
         out_w, err_w, result_fd, done_w = moved[:4]
+        go_fd = int(req.get("go_fd", -1))
         to_zygote = -1
-        if len(moved) > 4:
+        if go_fd >= 0:
             to_zygote = fcntl.fcntl(conn.fileno(), fcntl.F_DUPFD, 100)
             conn.close()
         os.dup2(out_w, 1)
@@ -408,7 +411,6 @@ def _run_evaluation(req: dict[str, Any], fds: list[int], harness_main: Any, conn
         os.dup2(result_fd, int(req["out_fd"]))
         os.dup2(done_w, int(req["done_fd"]))
         keep = {0, 1, 2, int(req["out_fd"]), int(req["done_fd"])}
-        go_fd = int(req["go_fd"]) if len(moved) > 4 else -1
         if go_fd >= 0:
             os.dup2(moved[4], go_fd)
             keep |= {go_fd, to_zygote}
@@ -454,25 +456,12 @@ def _report_setup_failure(fds: list[int], e: BaseException) -> None:
         pass
 
 
-def _recv(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
-    fds = array.array("i")
-    data = b""
-    while not data.endswith(b"\n"):
-        msg, ancdata, _, _ = sock.recvmsg(1 << 20, socket.CMSG_SPACE(16 * fds.itemsize))
-        if not msg:
-            return None, []
-        data += msg
-        for level, kind, payload in ancdata:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                fds.frombytes(payload[: len(payload) - (len(payload) % fds.itemsize)])
-    return json.loads(data), list(fds)
-
-
-class _Runner:
-    """The zygote's end of its socket to the runner: one JSON line at a time, however the lines
-    arrive (a held evaluation's inputs may follow its request closely). The fds of a request are
-    kept apart from the lines, for the request that takes them (only requests carry fds, and the
-    runner sends the next one only after the zygote has answered the last)."""
+class _Lines:
+    """One end of a socket of JSON lines (the zygote's to the runner, a spare's to the zygote): one
+    line at a time, however the lines arrive (a held evaluation's inputs may follow its request
+    closely). The fds that come with a request are kept apart from the lines, for the request that
+    takes them (only requests carry fds, and the runner sends the next one only after the zygote
+    has answered the last)."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -615,7 +604,7 @@ def serve(sock: socket.socket, root: str) -> None:
         finally:
             harness_main.PRELOADED = {}
 
-    runner = _Runner(sock)
+    runner = _Lines(sock)
     _send(sock, {"ready": True, "pid": os.getpid()})
     while True:
         if spare is None and not awaiting_job:

@@ -905,7 +905,7 @@ def test_the_zygote_reads_each_line_of_lines_that_arrive_together(mode: str) -> 
             [b'{"uid": 1}\n{"preload": {}}\n'],
             [(socket.SOL_SOCKET, socket.SCM_RIGHTS, bytes(memoryview(np.array([w], dtype=np.int32))))],
         )
-        runner = zygote._Runner(theirs)
+        runner = zygote._Lines(theirs)
         assert runner.recv() == {"preload": {"/inputs/a.npy": "/x/a.npy"}}
         assert runner.recv() == {"uid": 1}
         fds = runner.take_fds()
