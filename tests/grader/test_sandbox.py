@@ -53,6 +53,14 @@ def mode(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
+def pool(mode: str) -> str:
+    """Tests of the warm pool itself: they run once, in its mode."""
+    if mode != "zygote":
+        pytest.skip("about the pool" if "zygote" in STRONG else "the warm pool needs root and namespaces")
+    return mode
+
+
+@pytest.fixture
 def isolated(mode: str) -> str:
     """Tests of namespace/filesystem guarantees: meaningless in the weak fallback."""
     if mode == "rlimits":
@@ -501,15 +509,12 @@ def test_pool_survives_hung_and_crashed_children_and_restarts_when_killed(
         assert pool.starts == starts + 1 and pool.pid != first_pid
 
 
-@pytest.mark.skipif("zygote" not in STRONG, reason="the warm pool needs root and namespaces")
 def test_a_pool_evaluation_is_gone_when_its_init_is_reaped(
-    mode: str, phone_zip: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+    pool: str, phone_zip: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The zygote can reap a sandbox's init (its namespace's PID 1) only once the namespace is empty,
     # so the uid slot is released without the /proc scan, even after a detached grandchild and after
     # a timeout (the autouse fixture then checks, with its own scan, that nothing survived).
-    if mode != "zygote":
-        pytest.skip("about the pool")
     scans: list[int] = []
     real = sandbox._kill_uid
     monkeypatch.setattr(sandbox, "_kill_uid", lambda uid, **kw: scans.append(uid) or real(uid, **kw))
@@ -542,29 +547,23 @@ print("HEAP_KEPT", libc.mallinfo2().arena >= heap)
 """
 
 
-@pytest.mark.skipif("zygote" not in STRONG, reason="the warm pool needs root and namespaces")
 def test_a_pool_evaluation_takes_large_blocks_from_its_heap_and_keeps_them(
-    mode: str, phone_zip: Callable[..., Path]
+    pool: str, phone_zip: Callable[..., Path]
 ) -> None:
     # A fresh process's malloc maps every block over 128 KiB on its own and unmaps it when it is
     # freed, so each large tensor is faulted in page by page again; the pool's evaluations take blocks
     # under 32 MiB from the heap and keep its freed top (grader/harness/zygote.py, _tune_malloc).
-    if mode != "zygote":
-        pytest.skip("about the pool")
     report = run(phone_zip(top=HEAP_PROBE))
     assert report.status == "graded", report.error
     assert "MAPPED_BLOCKS 0" in report.logs_tail, report.logs_tail
     assert "HEAP_KEPT True" in report.logs_tail, report.logs_tail
 
 
-@pytest.mark.skipif("zygote" not in STRONG, reason="the warm pool needs root and namespaces")
 def test_a_job_whose_view_differs_from_the_last_one_gets_its_own(
-    mode: str, phone_zip: Callable[..., Path], tmp_path: Path
+    pool: str, phone_zip: Callable[..., Path], tmp_path: Path
 ) -> None:
     # A spare mounts the last request's view ahead of its job. A model job's view holds the cached
     # hidden inputs at /inputs; a functions job's does not, so its spare must mount the job's own.
-    if mode != "zygote":
-        pytest.skip("about the pool")
     probe = "import os\nprint('INPUTS', os.path.isdir('/inputs'))\n"
     for _ in range(2):  # the second model job runs in a spare mounted ahead with the model view
         model = run(phone_zip(top=probe))
@@ -602,10 +601,7 @@ def test_a_finished_tree_that_stays_is_ended_after_the_grace(mode: str) -> None:
         later.wait()
 
 
-@pytest.mark.skipif("zygote" not in STRONG, reason="the warm pool needs root and namespaces")
-def test_pool_exits_quietly_when_its_worker_goes_away(mode: str, tmp_path: Path) -> None:
-    if mode != "zygote":
-        pytest.skip("about the pool")
+def test_pool_exits_quietly_when_its_worker_goes_away(pool: str, tmp_path: Path) -> None:
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     proc = subprocess.Popen(
         [*sandbox._python_argv(), str(sandbox.HARNESS_DIR / "zygote.py"), str(tmp_path / "root")],
@@ -626,16 +622,13 @@ def test_pool_exits_quietly_when_its_worker_goes_away(mode: str, tmp_path: Path)
     assert b"Traceback" not in err, err.decode()
 
 
-@pytest.mark.skipif("zygote" not in STRONG, reason="the warm pool needs root and namespaces")
 def test_a_running_evaluation_ends_when_its_worker_and_pool_go_away(
-    mode: str, phone_zip: Callable[..., Path]
+    pool: str, phone_zip: Callable[..., Path]
 ) -> None:
     # A worker killed mid-evaluation: its zygote sees the socket close and exits. The evaluation
     # runs as the slot uid, which cleared its PR_SET_PDEATHSIG, and nobody will SIGKILL its sandbox:
     # what ends it is its init (PID 1 of its namespace), which exits when its lifeline, a pipe only
     # the zygote held open, closes; the kernel then kills the rest of the namespace.
-    if mode != "zygote":
-        pytest.skip("about the pool")
     hang = phone_zip(forward="while True:\n    pass", name="hang.zip")
     script = (
         "import sys\n"
@@ -775,10 +768,7 @@ def test_grading_removes_what_a_killed_grader_left(
     ), "grade() left its own directory"
 
 
-@pytest.mark.skipif("zygote" not in STRONG, reason="the warm pool needs root and namespaces")
-def test_the_pool_probe_leaves_nothing_behind(mode: str) -> None:
-    if mode != "zygote":
-        pytest.skip("about the pool")
+def test_the_pool_probe_leaves_nothing_behind(pool: str) -> None:
     root = sandbox.run_dir_root()
     before = set(root.iterdir())
     assert sandbox.zygote_works()
@@ -814,11 +804,8 @@ def test_inputs_written_in_place_do_not_reach_the_next_run(phone_zip: Callable[.
     not ("zygote" in STRONG and "bwrap" in STRONG), reason="needs both the pool and bubblewrap"
 )
 def test_a_failing_pool_falls_back_to_a_cold_sandbox(
-    phone_zip: Callable[..., Path], monkeypatch: pytest.MonkeyPatch, mode: str
+    phone_zip: Callable[..., Path], monkeypatch: pytest.MonkeyPatch, pool: str
 ) -> None:
-    if mode != "zygote":
-        pytest.skip("about the pool")
-
     def broken(*args: object, **kwargs: object) -> None:
         raise sandbox.ZygoteDied("the zygote closed its socket")
 
@@ -842,14 +829,11 @@ def _capture_holds(monkeypatch: pytest.MonkeyPatch) -> list[sandbox.Held]:
     return held
 
 
-@pytest.mark.skipif("zygote" not in STRONG, reason="the warm pool needs root and namespaces")
 def test_the_pool_makes_the_evaluation_while_the_submission_is_unpacked(
-    mode: str, phone_zip: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+    pool: str, phone_zip: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The evaluation is made, isolated and running as its slot's uid, before intake has unpacked
     # anything; then it runs the job.
-    if mode != "zygote":
-        pytest.skip("about the pool")
     grade_module = importlib.import_module("grader.grade")
 
     sandbox.settle_pool()  # no earlier evaluation's tree still runs as a slot uid
@@ -871,12 +855,9 @@ def test_the_pool_makes_the_evaluation_while_the_submission_is_unpacked(
     assert f"UID {held[0].slot.uid}" in report.logs_tail
 
 
-@pytest.mark.skipif("zygote" not in STRONG, reason="the warm pool needs root and namespaces")
 def test_an_evaluation_made_ahead_of_a_submission_that_cannot_be_unpacked_goes_away(
-    mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    pool: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if mode != "zygote":
-        pytest.skip("about the pool")
     held = _capture_holds(monkeypatch)
     not_a_zip = tmp_path / "homework.zip"
     not_a_zip.write_text("this is my homework", encoding="utf-8")
@@ -921,14 +902,11 @@ def test_the_zygote_reads_each_line_of_lines_that_arrive_together(mode: str) -> 
         theirs.close()
 
 
-@pytest.mark.skipif("zygote" not in STRONG, reason="the warm pool needs root and namespaces")
 def test_a_new_pool_holds_the_hidden_inputs_from_its_second_evaluation_on(
-    mode: str, phone_zip: Callable[..., Path], data_dir: Path
+    pool: str, phone_zip: Callable[..., Path], data_dir: Path
 ) -> None:
     # The zygote keeps the hidden set's inputs in memory for its spares (the harness's PRELOADED),
     # learning them from the first job; an evaluation without them reads the file from /inputs.
-    if mode != "zygote":
-        pytest.skip("about the pool")
     sandbox.shutdown_pool()
     probe = "import sys\nprint('PRELOADED', bool(sys.modules['_hwgrade_harness_main'].PRELOADED))"
     reports = [run(phone_zip(top=probe, name=f"{i}.zip"), data_dir) for i in range(3)]
@@ -937,12 +915,9 @@ def test_a_new_pool_holds_the_hidden_inputs_from_its_second_evaluation_on(
     assert ["PRELOADED True" in log for log in logs] == [False, True, True], logs
 
 
-@pytest.mark.skipif("zygote" not in STRONG, reason="the warm pool needs root and namespaces")
 def test_a_pool_that_dies_while_an_evaluation_waits_for_its_job_grades_it_in_a_new_one(
-    mode: str, phone_zip: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+    pool: str, phone_zip: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if mode != "zygote":
-        pytest.skip("about the pool")
     grade_module = importlib.import_module("grader.grade")
 
     pool = sandbox._zygote()
