@@ -11,7 +11,8 @@ Isolation (`bwrap`, the default wherever bubblewrap works):
 - setrlimit: CPU seconds, address space, processes, file size, open files, no core dumps;
 - a seccomp deny-list (grader/seccomp.py);
 - a wall-clock timeout; stdout/stderr drained and capped; results only through an inherited file
-  descriptor (there is no writable host mount), read back as a pickle-free .npz.
+  descriptor (there is no writable host mount): a JSON header and raw numeric arrays, checked and
+  read back without any unpickling (read_result).
 If bubblewrap is missing or cannot create namespaces, the fallback (`rlimits`) runs the same harness
 with the uid drop and rlimits only; the report says so (`GradeReport.sandbox`).
 """
@@ -23,7 +24,6 @@ import atexit
 import base64
 import contextlib
 import fcntl
-import io
 import json
 import logging
 import math
@@ -37,7 +37,6 @@ import sys
 import tempfile
 import threading
 import time
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -647,27 +646,78 @@ def _cached_inputs(arrays: dict[str, tuple[str, np.ndarray]]) -> dict[str, Path]
     return paths
 
 
+RESULT_MAGIC = b"HWGRADE-RESULT-1\n"  # as in grader/harness/main.py, which documents the format
+RESULT_MAX_ARRAYS = 64
+RESULT_MAX_DIMS = 8
+
+
 def read_result(data: bytes) -> tuple[dict[str, Any] | None, dict[str, np.ndarray], str | None]:
-    """Parse what the harness wrote: JSON result and plain numeric arrays; never unpickles."""
+    """Parse what the harness wrote (the format is in grader/harness/main.py): a JSON result and
+    plain numeric arrays. Nothing in it is trusted: every offset, size, shape and dtype is checked
+    against `data` before an array is made, and nothing is unpickled. The arrays are read-only views
+    of `data`, which this process owns (the sandbox cannot change them)."""
     if not data:
         return None, {}, None
     try:
-        npz = np.load(io.BytesIO(data), allow_pickle=False)
+        if not data.startswith(RESULT_MAGIC) or len(data) < len(RESULT_MAGIC) + 8:
+            raise ValueError("it does not start with the harness's mark")
+        start = len(RESULT_MAGIC) + 8
+        size = int.from_bytes(data[len(RESULT_MAGIC) : start], "little")
+        if size > len(data) - start:
+            raise ValueError("its header runs past its end")
+        header = json.loads(data[start : start + size].decode("utf-8"))
+        if not isinstance(header, dict) or not isinstance(header.get("arrays"), list):
+            raise ValueError("its header is not an object with a list of arrays")
+        result = header.get("result")
+        if result is not None and not isinstance(result, dict):
+            return None, {}, "the result is not a JSON object"
+        entries = header["arrays"]
+        if len(entries) > RESULT_MAX_ARRAYS:
+            raise ValueError(f"it lists {len(entries)} arrays (at most {RESULT_MAX_ARRAYS})")
         arrays: dict[str, np.ndarray] = {}
-        result = None
-        for name in npz.files:
-            arr = npz[name]
-            if name == "__result__":
-                result = json.loads(arr.tobytes().decode("utf-8"))
-                continue
-            if arr.dtype.kind not in "biuf":
-                return result, {}, f"output {name!r} has dtype {arr.dtype}; only numbers are accepted"
-            arrays[name] = arr
-    except (ValueError, OSError, zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, EOFError) as e:
+        for entry in entries:
+            name, dtype = _result_entry(entry, start + size, len(data))
+            if dtype.kind not in "biuf":
+                return result, {}, f"output {name!r} has dtype {dtype}; only numbers are accepted"
+            shape = tuple(entry["shape"])
+            arr = np.frombuffer(data, dtype=dtype, count=math.prod(shape), offset=entry["offset"])
+            arrays[name] = arr.reshape(shape)
+    except (ValueError, TypeError, KeyError, OverflowError, UnicodeDecodeError) as e:
         return None, {}, f"the result could not be read ({type(e).__name__}: {e})"
-    if result is not None and not isinstance(result, dict):
-        return None, {}, "the result is not a JSON object"
     return result, arrays, None
+
+
+def _result_entry(entry: Any, data_start: int, end: int) -> tuple[str, np.dtype[Any]]:
+    """Check one array's entry in a result header; -> (name, dtype). ValueError if it does not fit."""
+    if not isinstance(entry, dict):
+        raise ValueError("an array's entry is not an object")
+    name, shape, offset, nbytes = (
+        entry.get("name"),
+        entry.get("shape"),
+        entry.get("offset"),
+        entry.get("nbytes"),
+    )
+    if not isinstance(name, str) or not isinstance(entry.get("dtype"), str):
+        raise ValueError("an array's name or dtype is not a string")
+    try:
+        dtype = np.dtype(entry["dtype"])
+    except Exception as e:  # numpy parses the string; anything it cannot is not a dtype
+        raise ValueError(f"output {name!r} has no dtype numpy knows ({type(e).__name__})") from None
+    if dtype.kind not in "biuf":
+        return name, dtype  # refused by the caller, with its name
+    if (
+        not isinstance(shape, list)
+        or len(shape) > RESULT_MAX_DIMS
+        or not all(type(n) is int and n >= 0 for n in shape)
+        or type(offset) is not int
+        or type(nbytes) is not int
+    ):
+        raise ValueError(f"output {name!r} has a malformed shape, offset or size")
+    if nbytes != math.prod(shape) * dtype.itemsize:
+        raise ValueError(f"output {name!r}: {nbytes} bytes do not hold shape {shape} of {dtype}")
+    if offset < data_start or offset + nbytes > end:
+        raise ValueError(f"output {name!r} lies outside the result")
+    return name, dtype
 
 
 RUN_DIR_TMPFS = Path("/dev/shm")

@@ -1,7 +1,8 @@
 """Function homework graded in process: prepare() -> harness run() on a copy of the submission -> score().
 
 The harness is loaded by path with main.py's HarnessError injected, as main.py does inside the sandbox;
-its job, inputs, arrays and info go through the same JSON / .npz round trips as across the sandbox wall.
+its job and inputs go through the same JSON / .npy round trips as across the sandbox wall, its arrays
+and info through the harness's own result writer and the grader's reader.
 End-to-end runs through the sandbox belong to tests/grader/test_grade*.py.
 """
 
@@ -24,6 +25,7 @@ from grader.assignments import BUILTIN_ASSIGNMENTS
 from grader.evaluators.base import HarnessOutput, Scored
 from grader.evaluators.functions import EVALUATOR
 from grader.report import GradeError
+from grader.sandbox import read_result
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "reference" / "examples"
@@ -53,12 +55,28 @@ HARNESS = _load(
 )
 
 
-def _npz_roundtrip(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    buf.seek(0)
-    with np.load(buf, allow_pickle=False) as npz:
-        return {k: npz[k] for k in npz.files}
+def _npy_roundtrip(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """What the sandbox does to inputs: each is saved as .npy and loaded without pickles."""
+    out = {}
+    for k, arr in arrays.items():
+        buf = io.BytesIO()
+        np.save(buf, arr, allow_pickle=False)
+        buf.seek(0)
+        out[k] = np.load(buf, allow_pickle=False)
+    return out
+
+
+def _result_roundtrip(arrays: dict[str, np.ndarray], info: dict[str, Any]) -> HarnessOutput:
+    """What the sandbox does to outputs: the harness writes its result to a memfd, the grader reads it."""
+    fd = os.memfd_create("test-result")
+    reader = os.dup(fd)
+    try:
+        _MAIN._write_result(fd, arrays, {"ok": True, "error": None, "info": info})
+        result, out, bad = read_result(os.pread(reader, os.fstat(reader).st_size, 0))
+    finally:
+        os.close(reader)
+    assert bad is None and result is not None
+    return HarnessOutput(result=result, arrays=out)
 
 
 def run_harness(job: dict[str, Any], inputs: dict[str, np.ndarray], workdir: Path) -> HarnessOutput:
@@ -67,14 +85,13 @@ def run_harness(job: dict[str, Any], inputs: dict[str, np.ndarray], workdir: Pat
     cwd = Path.cwd()
     try:
         os.chdir(workdir)
-        arrays, info = HARNESS.run(json.loads(json.dumps(job)), _npz_roundtrip(inputs))
+        arrays, info = HARNESS.run(json.loads(json.dumps(job)), _npy_roundtrip(inputs))
     finally:
         os.chdir(cwd)
         sys.path[:] = saved_path
         for name in set(sys.modules) - saved_modules:
             del sys.modules[name]
-    result = {"ok": True, "error": None, "info": json.loads(json.dumps(info))}
-    return HarnessOutput(result=result, arrays=_npz_roundtrip(arrays))
+    return _result_roundtrip(arrays, info)
 
 
 def grade_dir(kind: str, src: Path, tmp_path: Path) -> Scored:
