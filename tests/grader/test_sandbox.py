@@ -707,11 +707,42 @@ def test_a_run_leaves_nothing_behind_and_its_directory_is_in_memory(
     assert report.status == "graded", report.error
     runs = [p for p in made if p.name.startswith("hwgrade-run-")]
     assert len(runs) == 1 and runs[0].parent == root, made
+    # The unpacked submission goes beside the run directories too, when there is room for any.
+    grading = [p for p in made if p.name.startswith(grade_module().GRADE_DIR_PREFIX)]
+    assert len(grading) == 1 and grading[0].parent == grade_module().grading_dir_root(), made
     assert not any(p.exists() for p in made), [p for p in made if p.exists()]
     if mode != "rlimits" and sandbox._filesystem_type(Path("/dev/shm")) == "tmpfs":
         st = os.statvfs("/dev/shm")
         if st.f_bavail * st.f_frsize >= sandbox.RUN_DIR_TMPFS_MIN_FREE:
             assert root == Path("/dev/shm")
+        if st.f_bavail * st.f_frsize >= sandbox.RUN_DIR_TMPFS_MIN_FREE + 512 * 2**20:
+            assert grading[0].parent == Path("/dev/shm")
+
+
+def grade_module() -> Any:
+    return importlib.import_module("grader.grade")  # the module (grader.grade is the function)
+
+
+def test_submissions_are_unpacked_on_disk_when_the_tmpfs_is_short_of_room(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The largest zip intake accepts unpacks to 512 MB: /dev/shm must hold that beside what the run
+    # directories keep free, or the submission goes to the temp dir.
+    module = grade_module()
+    monkeypatch.setattr(sandbox, "run_dir_root", lambda: sandbox.RUN_DIR_TMPFS)
+    real = os.statvfs
+
+    def statvfs(path: Any, free: int) -> Any:
+        st = real(path)
+        return os.statvfs_result((st.f_bsize, 4096, 2**40, free // 4096, free // 4096, *st[5:]))
+
+    need = module.intake.IntakeLimits().max_total_bytes + sandbox.RUN_DIR_TMPFS_MIN_FREE
+    monkeypatch.setattr(os, "statvfs", lambda p: statvfs(p, need - 4096))
+    assert module.grading_dir_root() == Path(tempfile.gettempdir())
+    monkeypatch.setattr(os, "statvfs", lambda p: statvfs(p, need))
+    assert module.grading_dir_root() == sandbox.RUN_DIR_TMPFS
+    monkeypatch.setattr(sandbox, "run_dir_root", lambda: Path("/somewhere/configured"))
+    assert module.grading_dir_root() == Path(tempfile.gettempdir())
 
 
 def test_a_slot_removes_the_run_directories_a_killed_holder_left(
