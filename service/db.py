@@ -12,7 +12,7 @@ from alembic.config import Config as AlembicConfig
 from fastapi import Request
 from sqlalchemy import JSON, DateTime, Dialect, MetaData, create_engine, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, ORMExecuteState, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -102,9 +102,44 @@ def unit_of_work(factory: Callable[[], Session]) -> Iterator[Session]:
         run_after_commit(session)
 
 
+READ_METHODS = frozenset({"GET", "HEAD"})
+
+
+class WriteInReadOnlySession(RuntimeError):
+    """A request that only reads (GET, HEAD) tried to write: a bug in the endpoint, never the user's."""
+
+
+def _refuse_dml(state: ORMExecuteState) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        raise WriteInReadOnlySession(f"a GET or HEAD request may not write: {state.statement}")
+
+
+def _refuse_flush(session: Session, _context: Any, _instances: Any) -> None:
+    if session.new or session.dirty or session.deleted:
+        raise WriteInReadOnlySession("a GET or HEAD request may not write (the session has changes to flush)")
+
+
+def read_only_factory(factory: sessionmaker[Session]) -> sessionmaker[Session]:
+    """Sessions for requests that only read (READ_METHODS), which refuse to write. On Postgres each
+    statement runs in autocommit instead of one transaction per request: a read is then the pool's
+    ping and its SELECTs, without BEGIN and COMMIT (two of the ~5 round trips of a GET). The reads of
+    one request may see different snapshots; each of them is consistent, and none writes."""
+    bind = factory.kw.get("bind")
+    kw = dict(factory.kw)
+    if isinstance(bind, Engine) and bind.dialect.name == "postgresql":
+        kw["bind"] = bind.execution_options(isolation_level="AUTOCOMMIT")
+    read: sessionmaker[Session] = sessionmaker(**kw)
+    event.listen(read, "do_orm_execute", _refuse_dml)
+    event.listen(read, "before_flush", _refuse_flush)
+    return read
+
+
 def get_session(request: Request) -> Iterator[Session]:
-    """The request's session; the request is one transaction (see deps.SessionDep)."""
-    with unit_of_work(request.app.state.session_factory) as session:
+    """The request's session: a request that writes is one transaction (see deps.SessionDep); one
+    that only reads (GET, HEAD) gets a read-only session (read_only_factory)."""
+    state = request.app.state
+    factory = state.read_session_factory if request.method in READ_METHODS else state.session_factory
+    with unit_of_work(factory) as session:
         yield session
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service import __version__
 from service.assignments.router import router as assignments_router
 from service.config import Settings, get_settings
-from service.db import create_db_engine, create_session_factory
+from service.db import create_db_engine, create_session_factory, read_only_factory
 from service.errors import install_error_handlers
 from service.exports.router import router as exports_router
 from service.leaderboards.router import router as leaderboards_router
@@ -65,6 +65,7 @@ def create_app(
             settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
         )
     )
+    app.state.read_session_factory = read_only_factory(app.state.session_factory)
     app.state.celery = celery or create_celery(settings)
     install_error_handlers(app)
     app.add_middleware(UploadSizeLimit, max_bytes=settings.max_upload_bytes)
