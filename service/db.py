@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,6 +10,7 @@ from typing import Any
 
 from alembic.config import Config as AlembicConfig
 from fastapi import Request
+from fastapi.concurrency import contextmanager_in_threadpool
 from sqlalchemy import JSON, DateTime, Dialect, MetaData, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, ORMExecuteState, Session, sessionmaker
@@ -134,12 +135,21 @@ def read_only_factory(factory: sessionmaker[Session]) -> sessionmaker[Session]:
     return read
 
 
-def get_session(request: Request) -> Iterator[Session]:
+async def get_session(request: Request) -> AsyncIterator[Session]:
     """The request's session: a request that writes is one transaction (see deps.SessionDep); one
-    that only reads (GET, HEAD) gets a read-only session (read_only_factory)."""
+    that only reads (GET, HEAD) gets a read-only session (read_only_factory).
+
+    A read-only session is opened and closed here, on the event loop, instead of in two trips through
+    the thread pool (~150 us of CPU each on a slow 2-core machine): neither does any I/O. The session
+    checks out its connection at its first query, in the endpoint's thread; its commit and the pool's
+    reset on return have no transaction to end (autocommit on Postgres; on SQLite a read opens none).
+    A writing request's session commits in the thread pool."""
     state = request.app.state
-    factory = state.read_session_factory if request.method in READ_METHODS else state.session_factory
-    with unit_of_work(factory) as session:
+    if request.method in READ_METHODS:
+        with unit_of_work(state.read_session_factory) as session:
+            yield session
+        return
+    async with contextmanager_in_threadpool(unit_of_work(state.session_factory)) as session:
         yield session
 
 

@@ -3,13 +3,14 @@ COMMIT round trips), and any write in one is refused as the bug it is."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import psycopg
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, event, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db import WriteInReadOnlySession, create_session_factory, read_only_factory, unit_of_work
@@ -75,3 +76,31 @@ def test_get_requests_get_the_read_only_session_and_posts_the_writing_one(
     assert client.post("/_test/rename").json() == {"ok": "yes"}
     with pytest.raises(WriteInReadOnlySession):
         client.get("/_test/rename")
+
+
+def test_a_read_session_is_closed_on_the_event_loop_and_a_writing_one_in_the_thread_pool(
+    app: FastAPI, client: TestClient, db: Session
+) -> None:
+    # Closing a read-only session does no I/O, so it skips the trip through the thread pool; a
+    # writing request's commit may block, so it takes it.
+    ended: list[str] = []
+
+    def record(*_: object) -> None:
+        ended.append(threading.current_thread().name)
+
+    def touch(session: SessionDep) -> dict[str, int]:
+        return {"users": int(session.scalar(select(func.count()).select_from(User)) or 0)}
+
+    app.add_api_route("/_test/touch", touch, methods=["GET", "POST"])
+    event.listen(app.state.read_session_factory, "after_transaction_end", record)
+    event.listen(app.state.session_factory, "after_transaction_end", record)
+    try:
+        assert client.get("/_test/touch").status_code == 200
+        read_threads, ended[:] = list(ended), []
+        assert client.post("/_test/touch").status_code == 200
+        write_threads = list(ended)
+    finally:
+        event.remove(app.state.read_session_factory, "after_transaction_end", record)
+        event.remove(app.state.session_factory, "after_transaction_end", record)
+    assert read_threads and not any(name.startswith("AnyIO worker") for name in read_threads), read_threads
+    assert write_threads and all(name.startswith("AnyIO worker") for name in write_threads), write_threads
