@@ -7,6 +7,8 @@ For the MNIST MLP and the tuned phone-price example submissions, side by side in
                 sandbox: the least that any design with a fresh process per evaluation pays;
   (b) grade     grader.grade() end to end on the example's zip, in the warm `zygote` mode and in the
                 cold `bwrap` mode (one fresh sandboxed Python per submission: the naive design);
+                a, a_fork and the warm b run in turn, run by run, so that their ratios compare runs
+                made seconds apart on a host whose speed drifts;
   (c) service   upload over HTTP to a real uvicorn API, one real `celery worker` process grades it,
                 timed until the row is final in a fresh Postgres database;
   throughput    N MNIST submissions queued at once, worker --concurrency = cores, graded per minute,
@@ -30,7 +32,7 @@ import tempfile
 import threading
 import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,39 +174,59 @@ def measure_raw(raw: RawModel, repeats: int, threads: int) -> tuple[Series, floa
         torch.set_num_threads(before)
 
 
-def measure_raw_forked(raw: RawModel, repeats: int) -> Series:
-    """a's work, one thread, each run in a fresh process forked from this warm one, with no sandbox:
-    what any design that gives every evaluation a fresh process pays at least (the copy-on-write and
-    first-touch page faults of a new process; the fork itself is not counted)."""
+def forked_run(raw: RawModel) -> float:
+    """One run of a's work (whatever torch threads are set) in a fresh process forked from this warm
+    one, with no sandbox: what any design that gives every evaluation a fresh process pays at least
+    (the copy-on-write and first-touch page faults of a new process; the fork itself is not counted)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.close(r)
+            elapsed, _ = raw.run_once()
+            os.write(w, repr(elapsed).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        data = f.read()
+    os.waitpid(pid, 0)
+    if not data:
+        raise SystemExit("(a) in a fresh fork: the child reported nothing")
+    return float(data)
+
+
+def measure_side_by_side(
+    raw: RawModel, zip_path: Path, slug: str, data_dir: Path, repeats: int
+) -> tuple[Series, float, Series, Series]:
+    """a (one torch thread), a_fork and b_zygote, run by run in turn: a (after an untimed run of
+    its own, so that it is as warm as back to back), a_fork, then grade(), so that the host's drift
+    (its speed moved by a third within one session here) weighs on all three alike and b/a compares
+    runs made seconds apart. -> (a, a's accuracy, a_fork, b_zygote)."""
     import torch
+
+    a, a_fork = Series(), Series()
+    accuracy = 0.0
+
+    def before_grading(i: int) -> None:
+        nonlocal accuracy
+        if i > 0:
+            raw.run_once()  # a stays warm, as back to back: the grading before left the caches cold
+        t, accuracy = raw.run_once()
+        t_fork = forked_run(raw)
+        if i == 0:
+            a.first, a_fork.first = t, t_fork
+        elif i >= 2:  # i == 1 is the warm-up, as for b
+            a.runs.append(t)
+            a_fork.runs.append(t_fork)
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    s = Series()
     try:
-        for _ in range(max(repeats, 5) + 1):
-            r, w = os.pipe()
-            pid = os.fork()
-            if pid == 0:  # pragma: no cover - the child
-                try:
-                    os.close(r)
-                    elapsed, _ = raw.run_once()
-                    os.write(w, repr(elapsed).encode())
-                finally:
-                    os._exit(0)
-            os.close(w)
-            with os.fdopen(r, "rb") as f:
-                data = f.read()
-            os.waitpid(pid, 0)
-            if not data:
-                raise SystemExit("(a) in a fresh fork: the child reported nothing")
-            if s.first is None:
-                s.first = float(data)
-            else:
-                s.runs.append(float(data))
-        return s
+        b = measure_grade(zip_path, slug, data_dir, "zygote", repeats, None, before_each=before_grading)
     finally:
         torch.set_num_threads(before)
+    return a, accuracy, a_fork, b
 
 
 # --- (b) grader.grade ----------------------------------------------------------------------------
@@ -227,8 +249,16 @@ def harness_threads(n: int | None) -> Iterator[None]:
 
 
 def measure_grade(
-    zip_path: Path, slug: str, data_dir: Path, mode: str, repeats: int, threads: int | None
+    zip_path: Path,
+    slug: str,
+    data_dir: Path,
+    mode: str,
+    repeats: int,
+    threads: int | None,
+    before_each: Callable[[int], None] | None = None,
 ) -> Series:
+    """grade() of `zip_path`, repeats + 2 times (the first reported apart, the second a warm-up);
+    `before_each(i)` runs before grading i (see measure_side_by_side)."""
     import grader
     from grader import sandbox
     from grader.assignments import BUILTIN_ASSIGNMENTS
@@ -237,6 +267,8 @@ def measure_grade(
     s = Series()
     with sandbox.use_mode(mode), harness_threads(threads):
         for i in range(repeats + 2):
+            if before_each is not None:
+                before_each(i)
             t0 = time.perf_counter()
             report = grader.grade(zip_path, spec, data_dir=data_dir)
             elapsed = time.perf_counter() - t0
@@ -827,15 +859,17 @@ def main(argv: list[str] | None = None) -> int:
         rawf: dict[str, Series] = {}
         rawd: dict[str, Series] = {}
         acc: dict[str, float] = {}
+        b: dict[tuple[str, str, str], Series] = {}
         for name, slug in EXAMPLES:
             raw = RawModel(EXAMPLES_DIR / name, slug, data_dir)
-            raw1[name], acc[name] = measure_raw(raw, plan.repeats, 1)
-            rawf[name] = measure_raw_forked(raw, plan.repeats)
             rawd[name], _ = measure_raw(raw, plan.repeats, torch_default_threads)
+            print(f"  a, a_fork and b_zygote in turn: {name}", flush=True)
+            raw1[name], acc[name], rawf[name], b[("zygote", "default", name)] = measure_side_by_side(
+                raw, zip_paths[name], slug, data_dir, plan.repeats
+            )
 
-        print("(b) grader.grade ...", flush=True)
-        b: dict[tuple[str, str, str], Series] = {}
-        for mode, th in (("zygote", None), ("bwrap", None), ("zygote", what_if_threads)):
+        print("(b) grader.grade, the other modes ...", flush=True)
+        for mode, th in (("bwrap", None), ("zygote", what_if_threads)):
             for name, slug in EXAMPLES:
                 print(f"  {mode} threads={th or 'default'} {name}", flush=True)
                 b[(mode, "default" if th is None else str(th), name)] = measure_grade(
@@ -873,7 +907,7 @@ def main(argv: list[str] | None = None) -> int:
             "Caveat: a shared 2-core machine (several people worked on it during the run), so every figure "
             "includes their load; medians of "
             f"{plan.repeats} warm runs ({plan.cold_repeats} for b_bwrap) after one excluded warm-up, the first "
-            "(cold) run reported separately.",
+            "(cold) run reported separately; a, a_fork and b_zygote ran in turn, run by run.",
             "",
             md,
         ]
