@@ -676,19 +676,19 @@ def read_result(data: bytes) -> tuple[dict[str, Any] | None, dict[str, np.ndarra
             raise ValueError(f"it lists {len(entries)} arrays (at most {RESULT_MAX_ARRAYS})")
         arrays: dict[str, np.ndarray] = {}
         for entry in entries:
-            name, dtype = _result_entry(entry, start + size, len(data))
+            name, dtype, shape, offset = _result_entry(entry, start + size, len(data))
             if dtype.kind not in "biuf":
                 return result, {}, f"output {name!r} has dtype {dtype}; only numbers are accepted"
-            shape = tuple(entry["shape"])
-            arr = np.frombuffer(data, dtype=dtype, count=math.prod(shape), offset=entry["offset"])
+            arr = np.frombuffer(data, dtype=dtype, count=math.prod(shape), offset=offset)
             arrays[name] = arr.reshape(shape)
     except (ValueError, TypeError, KeyError, OverflowError, UnicodeDecodeError) as e:
         return None, {}, f"the result could not be read ({type(e).__name__}: {e})"
     return result, arrays, None
 
 
-def _result_entry(entry: Any, data_start: int, end: int) -> tuple[str, np.dtype[Any]]:
-    """Check one array's entry in a result header; -> (name, dtype). ValueError if it does not fit."""
+def _result_entry(entry: Any, data_start: int, end: int) -> tuple[str, np.dtype[Any], tuple[int, ...], int]:
+    """Check one array's entry in a result header; -> (name, dtype, shape, offset), the last two
+    checked only for a numeric dtype (the caller refuses any other). ValueError if it does not fit."""
     if not isinstance(entry, dict):
         raise ValueError("an array's entry is not an object")
     name, shape, offset, nbytes = (
@@ -704,7 +704,7 @@ def _result_entry(entry: Any, data_start: int, end: int) -> tuple[str, np.dtype[
     except Exception as e:  # numpy parses the string; anything it cannot is not a dtype
         raise ValueError(f"output {name!r} has no dtype numpy knows ({type(e).__name__})") from None
     if dtype.kind not in "biuf":
-        return name, dtype  # refused by the caller, with its name
+        return name, dtype, (), 0  # refused by the caller, with its name
     if (
         not isinstance(shape, list)
         or len(shape) > RESULT_MAX_DIMS
@@ -717,7 +717,7 @@ def _result_entry(entry: Any, data_start: int, end: int) -> tuple[str, np.dtype[
         raise ValueError(f"output {name!r}: {nbytes} bytes do not hold shape {shape} of {dtype}")
     if offset < data_start or offset + nbytes > end:
         raise ValueError(f"output {name!r} lies outside the result")
-    return name, dtype
+    return name, dtype, tuple(shape), offset
 
 
 RUN_DIR_TMPFS = Path("/dev/shm")

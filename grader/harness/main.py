@@ -113,6 +113,7 @@ def _write_result(fd: int, arrays: dict[str, Any], result: dict[str, Any]) -> No
     import numpy as np
 
     payload = [(str(k), np.asarray(v, order="C")) for k, v in arrays.items()]
+    result_json = json.dumps(result, default=str)  # once: only the arrays' offsets change below
     # The header holds the offsets and the offsets follow the header: lay the arrays out after the
     # header as long as it last was, until its length no longer moves them.
     start, header = 0, b""
@@ -130,9 +131,9 @@ def _write_result(fd: int, arrays: dict[str, Any], result: dict[str, Any]) -> No
                     "nbytes": nbytes,
                 }
             )
-            offset += -(-nbytes // RESULT_ALIGN) * RESULT_ALIGN
-        header = json.dumps({"result": result, "arrays": entries}, default=str).encode("utf-8")
-        needed = -(-(len(RESULT_MAGIC) + 8 + len(header)) // RESULT_ALIGN) * RESULT_ALIGN
+            offset += _aligned(nbytes)
+        header = f'{{"result": {result_json}, "arrays": {json.dumps(entries)}}}'.encode()
+        needed = _aligned(len(RESULT_MAGIC) + 8 + len(header))
         if needed <= start:
             break
         start = needed
@@ -144,6 +145,11 @@ def _write_result(fd: int, arrays: dict[str, Any], result: dict[str, Any]) -> No
             os.lseek(fd, int(entry["offset"]), os.SEEK_SET)
             _write_all(fd, arr.reshape(-1).view(np.uint8))
     os.close(fd)
+
+
+def _aligned(n: int) -> int:
+    """n rounded up to a multiple of RESULT_ALIGN."""
+    return -(-n // RESULT_ALIGN) * RESULT_ALIGN
 
 
 def _write_all(fd: int, data: Any) -> None:
