@@ -32,6 +32,8 @@ from reference.examples import EXAMPLES_DIR
 
 from .conftest import REPO, write_zip
 
+GRADE_MODULE = importlib.import_module("grader.grade")  # the module (grader.grade is the function)
+
 pytestmark = pytest.mark.slow
 
 SPEC = get_assignment("phone-price").model_copy(
@@ -708,8 +710,8 @@ def test_a_run_leaves_nothing_behind_and_its_directory_is_in_memory(
     runs = [p for p in made if p.name.startswith("hwgrade-run-")]
     assert len(runs) == 1 and runs[0].parent == root, made
     # The unpacked submission goes beside the run directories too, when there is room for any.
-    grading = [p for p in made if p.name.startswith(grade_module().GRADE_DIR_PREFIX)]
-    assert len(grading) == 1 and grading[0].parent == grade_module().grading_dir_root(), made
+    grading = [p for p in made if p.name.startswith(GRADE_MODULE.GRADE_DIR_PREFIX)]
+    assert len(grading) == 1 and grading[0].parent == GRADE_MODULE.grading_dir_root(), made
     assert not any(p.exists() for p in made), [p for p in made if p.exists()]
     if mode != "rlimits" and sandbox._filesystem_type(Path("/dev/shm")) == "tmpfs":
         st = os.statvfs("/dev/shm")
@@ -719,16 +721,11 @@ def test_a_run_leaves_nothing_behind_and_its_directory_is_in_memory(
             assert grading[0].parent == Path("/dev/shm")
 
 
-def grade_module() -> Any:
-    return importlib.import_module("grader.grade")  # the module (grader.grade is the function)
-
-
 def test_submissions_are_unpacked_on_disk_when_the_tmpfs_is_short_of_room(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The largest zip intake accepts unpacks to 512 MB: /dev/shm must hold that beside what the run
     # directories keep free, or the submission goes to the temp dir.
-    module = grade_module()
     monkeypatch.setattr(sandbox, "run_dir_root", lambda: sandbox.RUN_DIR_TMPFS)
     real = os.statvfs
 
@@ -736,13 +733,13 @@ def test_submissions_are_unpacked_on_disk_when_the_tmpfs_is_short_of_room(
         st = real(path)
         return os.statvfs_result((st.f_bsize, 4096, 2**40, free // 4096, free // 4096, *st[5:]))
 
-    need = module.intake.IntakeLimits().max_total_bytes + sandbox.RUN_DIR_TMPFS_MIN_FREE
+    need = GRADE_MODULE.intake.IntakeLimits().max_total_bytes + sandbox.RUN_DIR_TMPFS_MIN_FREE
     monkeypatch.setattr(os, "statvfs", lambda p: statvfs(p, need - 4096))
-    assert module.grading_dir_root() == Path(tempfile.gettempdir())
+    assert GRADE_MODULE.grading_dir_root() == Path(tempfile.gettempdir())
     monkeypatch.setattr(os, "statvfs", lambda p: statvfs(p, need))
-    assert module.grading_dir_root() == sandbox.RUN_DIR_TMPFS
+    assert GRADE_MODULE.grading_dir_root() == sandbox.RUN_DIR_TMPFS
     monkeypatch.setattr(sandbox, "run_dir_root", lambda: Path("/somewhere/configured"))
-    assert module.grading_dir_root() == Path(tempfile.gettempdir())
+    assert GRADE_MODULE.grading_dir_root() == Path(tempfile.gettempdir())
 
 
 def test_a_slot_removes_the_run_directories_a_killed_holder_left(
@@ -779,18 +776,17 @@ def test_grading_removes_what_a_killed_grader_left(
 ) -> None:
     # A worker killed mid-grading leaves its unpacked submission; the next grading process removes
     # the grading directories of processes that are gone, once, and keeps those of live ones.
-    grade_module = importlib.import_module("grader.grade")  # the module (grader.grade is the function)
 
     if mode != MODES[0]:
         pytest.skip("not about a sandbox mode: once is enough")
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    dead = tmp_path / f"{grade_module.GRADE_DIR_PREFIX}{gone.pid}-left"
-    live = tmp_path / f"{grade_module.GRADE_DIR_PREFIX}{os.getppid()}-busy"
+    dead = tmp_path / f"{GRADE_MODULE.GRADE_DIR_PREFIX}{gone.pid}-left"
+    live = tmp_path / f"{GRADE_MODULE.GRADE_DIR_PREFIX}{os.getppid()}-busy"
     other = tmp_path / "hwgrade-grade-not-a-pid"
     for path in (dead, live, other):
         (path / "submission").mkdir(parents=True)
-    monkeypatch.setattr(grade_module, "_swept", set())
+    monkeypatch.setattr(GRADE_MODULE, "_swept", set())
     report = grade(phone_zip(name="after-a-kill.zip"), SPEC, work_root=tmp_path)
     assert report.status == "graded", report.error
     assert not dead.exists() and live.exists() and other.exists()
@@ -865,12 +861,11 @@ def test_the_pool_makes_the_evaluation_while_the_submission_is_unpacked(
 ) -> None:
     # The evaluation is made, isolated and running as its slot's uid, before intake has unpacked
     # anything; then it runs the job.
-    grade_module = importlib.import_module("grader.grade")
 
     sandbox.settle_pool()  # no earlier evaluation's tree still runs as a slot uid
     held = _capture_holds(monkeypatch)
     seen: list[int] = []
-    real_unpack = grade_module.intake.unpack
+    real_unpack = GRADE_MODULE.intake.unpack
 
     def unpack(*args: Any, **kwargs: Any) -> Any:
         deadline = time.monotonic() + 10
@@ -879,7 +874,7 @@ def test_the_pool_makes_the_evaluation_while_the_submission_is_unpacked(
             time.sleep(0.005)
         return real_unpack(*args, **kwargs)
 
-    monkeypatch.setattr(grade_module.intake, "unpack", unpack)
+    monkeypatch.setattr(GRADE_MODULE.intake, "unpack", unpack)
     report = run(phone_zip(top="import os\nprint('UID', os.getuid())", name="top.zip"))
     assert report.status == "graded", report.error
     assert seen, "no evaluation ran as the held slot's uid while the submission was unpacked"
@@ -949,10 +944,9 @@ def test_a_new_pool_holds_the_hidden_inputs_from_its_second_evaluation_on(
 def test_a_pool_that_dies_while_an_evaluation_waits_for_its_job_grades_it_in_a_new_one(
     pool: str, phone_zip: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    grade_module = importlib.import_module("grader.grade")
 
     pool = sandbox._zygote()
-    real_unpack = grade_module.intake.unpack
+    real_unpack = GRADE_MODULE.intake.unpack
 
     def unpack(*args: Any, **kwargs: Any) -> Any:
         assert pool.proc is not None
@@ -960,7 +954,7 @@ def test_a_pool_that_dies_while_an_evaluation_waits_for_its_job_grades_it_in_a_n
         pool.proc.wait()
         return real_unpack(*args, **kwargs)
 
-    monkeypatch.setattr(grade_module.intake, "unpack", unpack)
+    monkeypatch.setattr(GRADE_MODULE.intake, "unpack", unpack)
     starts = pool.starts
     report = run(phone_zip())
     assert report.status == "graded", report.error
