@@ -227,6 +227,17 @@ def redis_command(db: int, *args: str) -> bytes:
         return s.recv(4096)
 
 
+def redis_llen(db: int, key: str) -> int:
+    """Length of the list `key` (a Celery queue on the Redis transport) in database `db`."""
+    import redis
+
+    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db, socket_timeout=3)
+    try:
+        return int(client.llen(key))
+    finally:
+        client.close()
+
+
 @contextmanager
 def redis_db(db: int) -> Iterator[str]:
     """The shared Redis on 127.0.0.1:6379, database number `db` (dedicated to the benchmark: emptied
