@@ -62,7 +62,10 @@ CLONE_NEWNET = 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 MNT_DETACH = 2
-PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 1, 38, 22, 2
+PR_SET_PDEATHSIG, PR_SET_NAME, PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 1, 15, 38, 22, 2
+# What ps, top and perf show for these processes (their command line stays `python ... zygote.py`):
+# an operator can tell the pool and the students' code from the worker's own Python processes.
+ZYGOTE_NAME, EVALUATION_NAME = b"hwgrade-zygote", b"hwgrade-eval"  # at most 15 bytes
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
 EXIT_NOT_NEEDED = 73  # an evaluation made ahead of its job, whose job never came (see _run_evaluation)
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt(3) parameters
@@ -225,6 +228,7 @@ def _spare_evaluation(conn: socket.socket, root: str, harness_main: Any, view: d
     fds: list[int] = []
     try:
         os.setsid()
+        libc.prctl(PR_SET_NAME, EVALUATION_NAME, 0, 0, 0)
         _check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "pdeathsig")
         _tune_malloc()
         _rehearse_result(harness_main)
@@ -583,6 +587,7 @@ def serve(sock: socket.socket, root: str) -> None:
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
         raise SystemExit(f"zygote: {root} is not a directory of our own, closed to others")
     preloaded = _Preloaded()
+    libc.prctl(PR_SET_NAME, ZYGOTE_NAME, 0, 0, 0)
     cat = shutil.which("cat", path="/usr/bin:/bin")
     if cat is None:
         raise SystemExit("zygote: no cat(1) in /usr/bin or /bin to serve as the sandboxes' init")

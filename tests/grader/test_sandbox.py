@@ -511,6 +511,15 @@ def test_pool_survives_hung_and_crashed_children_and_restarts_when_killed(
         assert pool.starts == starts + 1 and pool.pid != first_pid
 
 
+def test_the_pool_and_its_evaluations_are_named_for_ps(pool: str, phone_zip: Callable[..., Path]) -> None:
+    # /proc/<pid>/comm, what ps, top and perf show: the zygote and the students' code apart from the
+    # worker's own Python processes.
+    report = run(phone_zip(top="print('COMM', open('/proc/self/comm').read().strip())"))
+    assert report.status == "graded", report.error
+    assert "COMM hwgrade-eval" in report.logs_tail
+    assert Path(f"/proc/{sandbox._zygote().pid}/comm").read_text().strip() == "hwgrade-zygote"
+
+
 def test_a_pool_evaluation_is_gone_when_its_init_is_reaped(
     pool: str, phone_zip: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
