@@ -31,9 +31,26 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, BinaryIO
+from typing import IO, Any, BinaryIO
 
 from grader.report import ErrorCode, GradeError
+
+# Intel ISA-L's Deflate (the `isal` package): zlib's API, about twice as fast to inflate.
+_fast_zlib: Any = None
+# What reading an entry raises when its data is damaged.
+_DAMAGED_ERRORS: tuple[type[BaseException], ...] = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    NotImplementedError,
+)
+try:
+    from isal import isal_zlib
+
+    _fast_zlib = isal_zlib
+    _DAMAGED_ERRORS += (_fast_zlib.error,)
+except ImportError:  # pragma: no cover - it is a dependency; zlib serves without it
+    pass
 
 __all__ = ["IntakeLimits", "Unpacked", "sniff_archive_kind", "unpack"]
 
@@ -531,6 +548,7 @@ def _copy_entry(zf: zipfile.ZipFile, e: _Entry, target: Path, budget: int) -> in
     written = 0
     try:
         with os.fdopen(fd, "wb") as dst, zf.open(probe) as src:
+            _inflate_faster(src)
             os.fchmod(dst.fileno(), 0o644)
             for chunk in _chunks(src):
                 written += len(chunk)
@@ -543,11 +561,25 @@ def _copy_entry(zf: zipfile.ZipFile, e: _Entry, target: Path, budget: int) -> in
                         "请用标准工具重新压缩。" + _REPACK_ZH,
                     )
                 dst.write(chunk)
-    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+    except _DAMAGED_ERRORS as exc:
         raise _damaged(e.name) from exc
     if written != declared:
         raise _damaged(e.name)
     return written
+
+
+def _inflate_faster(src: IO[bytes]) -> bool:
+    """Have zipfile's reader of a Deflate entry, opened and not yet read, inflate with ISA-L instead
+    of zlib: the same calls (decompress with an output bound, unconsumed_tail, eof, flush), so
+    zipfile still bounds every step's output, checks the CRC and the sizes. The MNIST example's
+    weights (381 KB deflated, 410 KB) inflate in 1.2 ms instead of 2.2 ms here. False (zlib stays)
+    where the reader is not the one this was written for."""
+    if _fast_zlib is None or getattr(src, "_compress_type", None) != zipfile.ZIP_DEFLATED:
+        return False
+    if not isinstance(getattr(src, "_decompressor", None), type(zlib.decompressobj(-15))):
+        return False
+    src._decompressor = _fast_zlib.decompressobj(-15)  # type: ignore[attr-defined]
+    return True
 
 
 def _chunks(src: IO[bytes]) -> Iterator[bytes]:

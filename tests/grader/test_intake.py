@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from grader import intake
 from grader.intake import IntakeLimits, Unpacked, sniff_archive_kind, unpack
 from grader.report import ErrorCode, GradeError
 
@@ -397,7 +398,55 @@ def test_truncated_zip(tmp_path: Path, dest: Path) -> None:
     assert_says_repack(err)
 
 
-def test_corrupt_data(tmp_path: Path, dest: Path) -> None:
+@pytest.fixture(params=["isal", "zlib"])
+def inflater(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Deflate entries inflated by ISA-L (intake's default) or by zlib (where isal is missing)."""
+    if request.param == "zlib":
+        monkeypatch.setattr(intake, "_fast_zlib", None)
+    else:
+        assert intake._fast_zlib is not None, "the isal package is a dependency"
+    return str(request.param)
+
+
+def test_deflate_entries_inflate_with_isal_to_the_same_bytes_as_zlib(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = random.Random(7)
+    files = {
+        "hw/model.py": "import torch\n# 模型\n" * 200,
+        "hw/weights.pth": rng.randbytes(300_000) + bytes(200_000) + rng.randbytes(70_001),
+        "hw/empty.txt": b"",
+        "hw/one.txt": b"x",
+    }
+    z = make_zip(tmp_path / "hw.zip", files)
+    fast: list[bool] = []
+    real = intake._inflate_faster
+    monkeypatch.setattr(intake, "_inflate_faster", lambda src: fast.append(real(src)) or fast[-1])
+    unpack(z, tmp_path / "isal")
+    assert fast == [True] * len(files)  # every entry, each a Deflate one, went through ISA-L
+    monkeypatch.setattr(intake, "_fast_zlib", None)
+    fast.clear()
+    unpack(z, tmp_path / "zlib")
+    assert fast == [False] * len(files)
+    for name, content in files.items():
+        want = content.encode() if isinstance(content, str) else content
+        assert (tmp_path / "isal" / name).read_bytes() == want
+        assert (tmp_path / "zlib" / name).read_bytes() == want
+
+
+def test_stored_entries_are_copied_as_they_are(
+    tmp_path: Path, dest: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    z = craft_zip(tmp_path / "hw.zip", [Raw(b"w.bin", b"stored bytes" * 1000, deflate=False)])
+    fast: list[bool] = []
+    real = intake._inflate_faster
+    monkeypatch.setattr(intake, "_inflate_faster", lambda src: fast.append(real(src)) or fast[-1])
+    assert unpack(z, dest).files == ["w.bin"]
+    assert fast == [False]
+    assert (dest / "w.bin").read_bytes() == b"stored bytes" * 1000
+
+
+def test_corrupt_data(tmp_path: Path, dest: Path, inflater: str) -> None:
     path = make_zip(tmp_path / "hw.zip", {"model.py": os.urandom(5000)})
     data = bytearray(path.read_bytes())
     data[100:110] = b"\xff" * 10  # inside the compressed data of the only entry
@@ -553,7 +602,7 @@ def test_too_many_entries_refused_before_parsing(
     reject(z, dest, ErrorCode.too_large, IntakeLimits(max_entries=20))
 
 
-def test_zip_bomb_rejected_fast(tmp_path: Path, dest: Path) -> None:
+def test_zip_bomb_rejected_fast(tmp_path: Path, dest: Path, inflater: str) -> None:
     size = 200 * 1024 * 1024
     # 200 MB of zeros deflate to ~200 KB; built in chunks so the test never holds 200 MB.
     crc = 0
@@ -568,7 +617,7 @@ def test_zip_bomb_rejected_fast(tmp_path: Path, dest: Path) -> None:
     assert disk_bytes(tmp_path) == z.stat().st_size  # nothing but the zip itself on disk
 
 
-def test_lying_header_caught_while_streaming(tmp_path: Path, dest: Path) -> None:
+def test_lying_header_caught_while_streaming(tmp_path: Path, dest: Path, inflater: str) -> None:
     # Declares 1000 bytes (ratio and totals look harmless) but inflates to 50 MB.
     actual = 50 * 1024 * 1024
     payload = deflate_zeros(actual)
@@ -587,7 +636,7 @@ def test_lying_stored_header_caught(tmp_path: Path, dest: Path) -> None:
     assert disk_bytes(dest) == 0
 
 
-def test_declared_larger_than_actual(tmp_path: Path, dest: Path) -> None:
+def test_declared_larger_than_actual(tmp_path: Path, dest: Path, inflater: str) -> None:
     z = craft_zip(tmp_path / "hw.zip", [Raw(b"model.py", b"x = 1\n" * 100, file_size=5000)])
     err = reject(z, dest, ErrorCode.not_a_zip)
     assert "'model.py'" in err.message
