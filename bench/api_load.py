@@ -533,6 +533,8 @@ def main(argv: list[str] | None = None) -> int:
                 "HWGRADE_MAX_UPLOAD_MB": "5",
             }
         )
+        from service.config import API_KEEP_ALIVE_S
+
         port = common.free_port()
         base_url = f"http://127.0.0.1:{port}"
         cmd = [sys.executable, "-m", "uvicorn", "service.main:create_app", "--factory", "--host", "127.0.0.1"]
@@ -544,6 +546,8 @@ def main(argv: list[str] | None = None) -> int:
             "--no-access-log",
             "--workers",
             str(plan.workers),
+            "--timeout-keep-alive",  # as compose runs it
+            str(API_KEEP_ALIVE_S),
         ]
         api = common.Process(cmd, env, tmp / "api.log")
         try:

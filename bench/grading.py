@@ -345,8 +345,11 @@ class Deployment:
         engine.dispose()
 
     def start_api(self) -> None:
+        from service.config import API_KEEP_ALIVE_S
+
         cmd = [sys.executable, "-m", "uvicorn", "service.main:create_app", "--factory"]
         cmd += ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning", "--no-access-log"]
+        cmd += ["--timeout-keep-alive", str(API_KEEP_ALIVE_S)]  # as compose runs it
         self.api = common.Process(cmd, self.env, self.workdir / "api.log")
         import httpx
 

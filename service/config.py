@@ -16,6 +16,13 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SECRET = "dev-insecure-secret-change-me"
+# How long the API keeps an idle keep-alive connection open (uvicorn's --timeout-keep-alive; compose
+# and the README's command pass the same). uvicorn's own default, 5 s, is what httpx's pool keeps an
+# idle connection for, too: a client that sends on a connection the server is closing at that moment
+# gets "Server disconnected without sending a response" (seen under load in bench/api_load). Longer
+# than the idle time of common clients' pools (httpx 5 s, aiohttp 15 s) and of proxies' upstream
+# pools (nginx 60 s), so that they close first.
+API_KEEP_ALIVE_S = 75
 
 Device = Literal["auto", "cpu", "cuda"]
 

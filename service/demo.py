@@ -24,7 +24,7 @@ import uvicorn
 from grader.assignments import BUILTIN_ASSIGNMENTS
 from reference.examples import EXAMPLES_DIR, Example, find_examples, zip_folder
 from service.assignments.service import sync_specs
-from service.config import Settings, settings_summary
+from service.config import API_KEEP_ALIVE_S, Settings, settings_summary
 from service.db import create_db_engine, create_session_factory, unit_of_work, upgrade_db
 from service.main import create_app
 from service.report_text import format_result
@@ -160,7 +160,10 @@ def serve(
     tokens = ensure_demo_users(settings)
     worker = start_worker(settings, log_path=settings.home / "worker.log")
     print(f"Worker started (pid {worker.pid}); its log: {settings.home / 'worker.log'}", flush=True)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port, log_level="warning"))
+    config = uvicorn.Config(
+        create_app(settings), host=host, port=port, log_level="warning", timeout_keep_alive=API_KEEP_ALIVE_S
+    )
+    server = uvicorn.Server(config)
     outcome = {"ok": True}
 
     def _demo() -> None:

@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -27,7 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from grader.assignments import BUILTIN_ASSIGNMENTS
 from reference.examples import EXAMPLES_DIR, zip_folder
 from service.assignments.service import sync_specs
-from service.config import Settings
+from service.config import API_KEEP_ALIVE_S, Settings
 from service.db import create_db_engine, create_session_factory, unit_of_work
 from service.main import create_app
 from service.submissions.models import Result, Submission, SubmissionStatus
@@ -186,6 +187,35 @@ def slow_activations_zip(sleep_s: float) -> bytes:
     return make_zip(files)
 
 
+class KeptAlive:
+    """One HTTP/1.1 connection to the API, reused as a client's keep-alive pool reuses it."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.buffer = b""
+
+    def healthz(self) -> int:
+        """GET /healthz on this connection; its status, or 0 if the server closed the connection."""
+        try:
+            self.sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            while b"\r\n\r\n" not in self.buffer:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return 0
+                self.buffer += chunk
+        except ConnectionError:
+            return 0
+        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+        length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+        while len(self.buffer) < length:
+            self.buffer += self.sock.recv(65536)
+        self.buffer = self.buffer[length:]
+        return int(head.split()[1])
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 def in_process_api(settings: Settings) -> TestClient:
     """The API in this process; its uploads still go through the real broker to real workers."""
     return TestClient(create_app(settings))
@@ -235,6 +265,12 @@ def test_upload_is_graded_end_to_end_with_the_compose_commands(
 
     wait_for(healthy, 30, "the API to answer /healthz")
     assert "Started parent process" in api.log_tail(), api.log_tail()
+    # A connection left idle longer than httpx's pool keeps one (5 s, uvicorn's default too) still
+    # serves: the API is not the side that closes it (checked after the grading below).
+    assert api_cmd[api_cmd.index("--timeout-keep-alive") + 1] == str(API_KEEP_ALIVE_S)
+    kept = KeptAlive(port)
+    assert kept.healthz() == 200
+    idle_from = time.monotonic()
 
     zip_path = tmp_path / "activations.zip"
     zip_path.write_bytes(zip_folder(ACTIVATIONS))
@@ -264,6 +300,9 @@ def test_upload_is_graded_end_to_end_with_the_compose_commands(
     )
     assert submit.returncode == 0, submit.stdout + submit.stderr
     assert "Score 得分: 1.0000" in submit.stdout and "PASSED" in submit.stdout
+    time.sleep(max(0.0, 7.0 - (time.monotonic() - idle_from)))
+    assert kept.healthz() == 200, "the API closed a connection idle for 7 s"
+    kept.close()
 
     with factory() as session:
         rows = session.scalars(select(Submission)).all()
