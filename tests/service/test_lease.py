@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
@@ -13,6 +15,7 @@ from grader.report import GradeReport
 from service.config import Settings
 from service.submissions import service
 from service.submissions.models import Result, Submission, SubmissionStatus
+from service.submissions.tasks import LeaseKeeper
 from tests.service.factories import create_assignment, create_user
 from tests.service.helpers import make_zip, selects
 
@@ -119,6 +122,60 @@ def test_a_stale_attempt_cannot_write_after_the_lease_moved_on(
     assert _results(db, submission) == 1
     db.refresh(submission)
     assert submission.result is not None and submission.result.attempt == 2
+
+
+def _renewals(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """What each renewal of a LeaseKeeper returned, in order (the real renew_lease runs)."""
+    calls: list[bool] = []
+    real = service.renew_lease
+
+    def counting(*args: Any, **kwargs: Any) -> bool:
+        held = real(*args, **kwargs)
+        calls.append(held)
+        return held
+
+    monkeypatch.setattr(service, "renew_lease", counting)
+    return calls
+
+
+def _lease_left_s(db_factory: sessionmaker[Session], sub: Submission) -> float:
+    with db_factory() as session:
+        row = session.get_one(Submission, sub.id)
+        assert row.lease_expires_at is not None
+        until = row.lease_expires_at
+    until = until if until.tzinfo else until.replace(tzinfo=UTC)
+    return (until - datetime.now(UTC)).total_seconds()
+
+
+def test_a_grading_longer_than_its_lease_keeps_it(
+    db: Session, db_factory: sessionmaker[Session], submission: Submission, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    renewals = _renewals(monkeypatch)
+    claim = _claim(db, submission, lease_s=0.9)
+    assert claim is not None
+    with LeaseKeeper(db_factory, submission.id, claim.attempt, lease_s=0.9):
+        time.sleep(2.4)  # the lease, never renewed, would have run out 1.5 s ago
+        assert _lease_left_s(db_factory, submission) > 0
+    assert len(renewals) >= 3 and all(renewals)
+    ended = len(renewals)
+    time.sleep(1.0)
+    assert len(renewals) == ended  # nothing renews a lease whose grading has ended
+    assert service.record_report(db, submission.id, claim.attempt, _report())
+    db.commit()
+
+
+def test_a_lost_lease_is_not_renewed_again(
+    db: Session, db_factory: sessionmaker[Session], submission: Submission, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    renewals = _renewals(monkeypatch)
+    claim = _claim(db, submission, lease_s=0.6)
+    assert claim is not None
+    # Another attempt took the submission over (this one's lease had run out, say).
+    db.execute(update(Submission).where(Submission.id == submission.id).values(attempt=claim.attempt + 1))
+    db.commit()
+    with LeaseKeeper(db_factory, submission.id, claim.attempt, lease_s=0.6):
+        time.sleep(1.5)
+    assert renewals == [False]
 
 
 def test_error_report_sets_status_error_with_code(db: Session, submission: Submission) -> None:
