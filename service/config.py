@@ -54,7 +54,8 @@ class Settings(BaseSettings):
     pseudonyms: bool = True
 
     device: Device = "auto"
-    # A running grading holds a lease it renews every lease_s / 3; a dead worker's lease runs out.
+    # A running grading holds a lease, renewed lease_s / 3 to lease_s / 2 after the last renewal (see
+    # service.submissions.tasks.LeaseKeeper); a dead worker's lease runs out.
     lease_s: float = Field(default=60.0, gt=0)
     # A queued submission whose wake-up is older than this gets a new one (the broker may have lost it).
     requeue_after_s: float = Field(default=300.0, gt=0)
