@@ -138,6 +138,15 @@ def _renewals(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     return calls
 
 
+def _claimed_with_renewals(
+    db: Session, sub: Submission, monkeypatch: pytest.MonkeyPatch, lease_s: float
+) -> tuple[service.Claim, list[bool]]:
+    renewals = _renewals(monkeypatch)
+    claim = _claim(db, sub, lease_s=lease_s)
+    assert claim is not None
+    return claim, renewals
+
+
 def _lease_left_s(db_factory: sessionmaker[Session], sub: Submission) -> float:
     with db_factory() as session:
         row = session.get_one(Submission, sub.id)
@@ -150,9 +159,7 @@ def _lease_left_s(db_factory: sessionmaker[Session], sub: Submission) -> float:
 def test_a_grading_longer_than_its_lease_keeps_it(
     db: Session, db_factory: sessionmaker[Session], submission: Submission, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    renewals = _renewals(monkeypatch)
-    claim = _claim(db, submission, lease_s=0.9)
-    assert claim is not None
+    claim, renewals = _claimed_with_renewals(db, submission, monkeypatch, lease_s=0.9)
     with LeaseKeeper(db_factory, submission.id, claim.attempt, lease_s=0.9):
         time.sleep(2.4)  # the lease, never renewed, would have run out 1.5 s ago
         assert _lease_left_s(db_factory, submission) > 0
@@ -167,9 +174,7 @@ def test_a_grading_longer_than_its_lease_keeps_it(
 def test_a_lost_lease_is_not_renewed_again(
     db: Session, db_factory: sessionmaker[Session], submission: Submission, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    renewals = _renewals(monkeypatch)
-    claim = _claim(db, submission, lease_s=0.6)
-    assert claim is not None
+    claim, renewals = _claimed_with_renewals(db, submission, monkeypatch, lease_s=0.6)
     # Another attempt took the submission over (this one's lease had run out, say).
     db.execute(update(Submission).where(Submission.id == submission.id).values(attempt=claim.attempt + 1))
     db.commit()
