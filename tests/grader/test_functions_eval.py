@@ -26,6 +26,7 @@ from grader.evaluators.base import HarnessOutput, Scored
 from grader.evaluators.functions import EVALUATOR
 from grader.report import GradeError
 from grader.sandbox import read_result
+from tests.grader.harness_result import MAIN, written
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "reference" / "examples"
@@ -46,8 +47,7 @@ def _load(path: Path, name: str, inject: dict[str, Any] | None = None) -> Module
     return module
 
 
-_MAIN = _load(REPO / "grader" / "harness" / "main.py", "_test_hwgrade_harness_main")
-HarnessError = _MAIN.HarnessError
+HarnessError = MAIN.HarnessError
 HARNESS = _load(
     REPO / "grader" / "harness" / "functions.py",
     "_test_hwgrade_harness_functions",
@@ -68,13 +68,7 @@ def _npy_roundtrip(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def _result_roundtrip(arrays: dict[str, np.ndarray], info: dict[str, Any]) -> HarnessOutput:
     """What the sandbox does to outputs: the harness writes its result to a memfd, the grader reads it."""
-    fd = os.memfd_create("test-result")
-    reader = os.dup(fd)
-    try:
-        _MAIN._write_result(fd, arrays, {"ok": True, "error": None, "info": info})
-        result, out, bad = read_result(os.pread(reader, os.fstat(reader).st_size, 0))
-    finally:
-        os.close(reader)
+    result, out, bad = read_result(written(arrays, {"ok": True, "error": None, "info": info}))
     assert bad is None and result is not None
     return HarnessOutput(result=result, arrays=out)
 
