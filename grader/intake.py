@@ -37,6 +37,7 @@ from grader.report import ErrorCode, GradeError
 
 # Intel ISA-L's Deflate (the `isal` package): zlib's API, about twice as fast to inflate.
 _fast_zlib: Any = None
+_ZLIB_DECOMPRESSOR = type(zlib.decompressobj(-15))  # what zipfile's reader inflates with
 # What reading an entry raises when its data is damaged.
 _DAMAGED_ERRORS: tuple[type[BaseException], ...] = (
     zipfile.BadZipFile,
@@ -576,7 +577,7 @@ def _inflate_faster(src: IO[bytes]) -> bool:
     where the reader is not the one this was written for."""
     if _fast_zlib is None or getattr(src, "_compress_type", None) != zipfile.ZIP_DEFLATED:
         return False
-    if not isinstance(getattr(src, "_decompressor", None), type(zlib.decompressobj(-15))):
+    if not isinstance(getattr(src, "_decompressor", None), _ZLIB_DECOMPRESSOR):
         return False
     src._decompressor = _fast_zlib.decompressobj(-15)  # type: ignore[attr-defined]
     return True
