@@ -48,7 +48,8 @@ def resolve_device(preference: Device) -> str:
 
 
 class LeaseKeeper:
-    """Renews a grading's lease every lease_s / 3 until the grading ends.
+    """Renews a grading's lease until the grading ends: lease_s / 3 to lease_s / 2 after its last
+    renewal (or the claim).
 
     The renewals run on one daemon thread per process (_LeaseRenewer), started with the first
     grading and shared by every grading after it: entering and leaving a keeper only registers it.
