@@ -765,6 +765,17 @@ def _filesystem_type(path: Path) -> str | None:
     return kind
 
 
+REHEARSAL_SETTINGS = ("auto", "always", "off")
+
+
+def rehearsal_setting() -> str:
+    """Whether the warm pool's spares rehearse the model path before their job (see the zygote's
+    _rehearse_until_job), from HWGRADE_SANDBOX_REHEARSAL: `auto` (the default: only while tasks have
+    seldom waited for a CPU), `always` or `off`. Anything else is `auto`. Read when a zygote starts."""
+    value = os.environ.get("HWGRADE_SANDBOX_REHEARSAL", "auto").strip().lower()
+    return value if value in REHEARSAL_SETTINGS else "auto"
+
+
 def default_threads() -> int:
     """Torch threads per evaluation (HWGRADE_SANDBOX_THREADS, default 1): a worker runs one evaluation
     per core at once, and under that load extra threads only contend (measured: 1 thread 20 ms vs 2
@@ -1176,6 +1187,7 @@ class Zygote:
         # forks it and tears the copy down again (fork 5.6 -> 3.5 ms, exit 7.3 -> 5.2 ms measured
         # here). The forks inherit the setting. glibc < 2.35 ignores the tunable.
         env["GLIBC_TUNABLES"] = "glibc.malloc.hugetlb=1"
+        env["HWGRADE_SANDBOX_REHEARSAL"] = rehearsal_setting()
         # An empty directory here; each evaluation mounts its new root on it in its own private
         # mount namespace, so every zygote of the machine can share it (one per zygote was left
         # behind by every pool process, which ends without clean-up).

@@ -904,15 +904,21 @@ def test_an_evaluation_made_ahead_of_a_submission_that_cannot_be_unpacked_goes_a
     assert sandbox.processes_of_uid(held[0].slot.uid) == []
 
 
-def test_the_zygote_reads_each_line_of_lines_that_arrive_together(mode: str) -> None:
-    # A held evaluation's inputs follow its request; under load the zygote may find both (or the
-    # inputs and the next request) in one read, and must act on each, the fds going to the request.
+def _zygote_module(mode: str) -> Any:
+    """grader/harness/zygote.py loaded here, for tests of its parts (once, not per sandbox mode)."""
     if mode != MODES[0]:
         pytest.skip("not about a sandbox mode: once is enough")
     spec = importlib.util.spec_from_file_location("_test_hwgrade_zygote", sandbox.HARNESS_DIR / "zygote.py")
     assert spec is not None and spec.loader is not None
     zygote = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(zygote)
+    return zygote
+
+
+def test_the_zygote_reads_each_line_of_lines_that_arrive_together(mode: str) -> None:
+    # A held evaluation's inputs follow its request; under load the zygote may find both (or the
+    # inputs and the next request) in one read, and must act on each, the fds going to the request.
+    zygote = _zygote_module(mode)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     r, w = os.pipe()
     try:
@@ -935,6 +941,110 @@ def test_the_zygote_reads_each_line_of_lines_that_arrive_together(mode: str) -> 
         for fd in (r, w):
             os.close(fd)
         theirs.close()
+
+
+def test_a_spare_rehearses_at_idle_priority_only_until_its_job_comes(
+    mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    zygote = _zygote_module(mode)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    steps: list[tuple[str, int]] = []
+
+    def step(name: str, job_comes: bool = False) -> Callable[[], None]:
+        def rehearse() -> None:
+            steps.append((name, os.sched_getscheduler(0)))
+            if job_comes:
+                ours.sendall(b'{"uid": 1}\n')
+
+        return rehearse
+
+    monkeypatch.setattr(zygote, "_rehearse_model", step("model"))
+    monkeypatch.setattr(zygote, "_rehearse_scaler", step("scaler"))
+    try:
+        zygote._rehearse_until_job(theirs)
+        assert steps == [("model", os.SCHED_IDLE), ("scaler", os.SCHED_IDLE)]
+        assert os.sched_getscheduler(0) == os.SCHED_OTHER
+        # The job comes during the first step: the second is not begun.
+        steps.clear()
+        monkeypatch.setattr(zygote, "_rehearse_model", step("model", job_comes=True))
+        zygote._rehearse_until_job(theirs)
+        assert steps == [("model", os.SCHED_IDLE)]
+        assert os.sched_getscheduler(0) == os.SCHED_OTHER
+        # The job is already here: nothing is begun, and the job is left for the spare to read.
+        steps.clear()
+        zygote._rehearse_until_job(theirs)
+        assert steps == []
+        assert os.sched_getscheduler(0) == os.SCHED_OTHER
+        assert theirs.recv(100) == b'{"uid": 1}\n'
+
+        def failing() -> None:
+            raise RuntimeError("a rehearsal that fails")
+
+        monkeypatch.setattr(zygote, "_rehearse_model", failing)
+        zygote._rehearse_until_job(theirs)
+        assert steps == [("scaler", os.SCHED_IDLE)], "a failed step stopped the next"
+        assert os.sched_getscheduler(0) == os.SCHED_OTHER
+    finally:
+        ours.close()
+        theirs.close()
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+
+
+def test_a_spares_rehearsal_leaves_torchs_random_state_as_it_found_it(mode: str) -> None:
+    import torch
+
+    zygote = _zygote_module(mode)
+    threads = torch.get_num_threads()
+    try:
+        zygote._warm_up()  # the zygote's own, which makes the tiny model and scaler
+        before = torch.get_rng_state()
+        zygote._rehearse_model()
+        zygote._rehearse_scaler()
+        assert torch.equal(torch.get_rng_state(), before)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_the_cpu_stall_share_is_read_from_psi(mode: str, tmp_path: Path) -> None:
+    zygote = _zygote_module(mode)
+    psi = tmp_path / "cpu"
+    psi.write_text("some avg10=0.00 avg60=0.00 avg300=0.00 total=1000000\nfull avg10=0.00 total=0\n")
+    stall = zygote._CpuStall(str(psi))
+    assert stall.share() is None, "one reading has no interval"
+    time.sleep(0.05)
+    psi.write_text("some avg10=0.00 avg60=0.00 avg300=0.00 total=1025000\nfull avg10=0.00 total=0\n")
+    share = stall.share()
+    assert share is not None and 0.0 < share <= 0.5  # 25 ms of waiting in at least 50 ms
+    time.sleep(0.01)
+    assert stall.share() == 0.0, "nothing waited since"
+    psi.write_text("garbage\n")
+    assert stall.share() is None
+    assert zygote._CpuStall(str(tmp_path / "missing")).share() is None
+
+
+@pytest.mark.parametrize("rehearsal", ["always", "off"])
+def test_an_evaluation_runs_at_normal_priority_and_the_same_random_state_as_the_others(
+    pool: str, phone_zip: Callable[..., Path], monkeypatch: pytest.MonkeyPatch, rehearsal: str
+) -> None:
+    # Whether or not its spare rehearsed before the job (HWGRADE_SANDBOX_REHEARSAL), the student's
+    # code runs under the normal policy, and draws the same random numbers as every other evaluation
+    # of its pool: a model that uses torch's generator scores the same, rehearsal or not.
+    monkeypatch.setenv("HWGRADE_SANDBOX_REHEARSAL", rehearsal)
+    sandbox.shutdown_pool()
+    code = """
+    import os, torch
+    print('POLICY', os.sched_getscheduler(0), 'RANDOM', torch.rand(3).tolist())
+    """
+    seen = set()
+    try:
+        for i in range(3):  # the first from the zygote's first spare, the others from later ones
+            report = run(phone_zip(top=code, name=f"hw{i}.zip"))
+            assert report.status == "graded", report.error
+            assert f"POLICY {os.SCHED_OTHER} RANDOM [" in report.logs_tail
+            seen.add(report.logs_tail.split("RANDOM ")[1].splitlines()[0])
+    finally:
+        sandbox.shutdown_pool()
+    assert len(seen) == 1, seen
 
 
 def test_a_new_pool_holds_the_hidden_inputs_from_its_second_evaluation_on(
