@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from service.cli import build_parser
+from service.config import API_KEEP_ALIVE_S
 from tests.service.helpers import REPO_ROOT
 
 COMPOSE: dict[str, Any] = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
@@ -69,3 +70,21 @@ def test_gpu_worker_reserves_an_nvidia_gpu_and_consumes_the_gpu_queue() -> None:
 
 def test_only_one_worker_runs_beat() -> None:
     assert sum("--beat" in SERVICES[n]["command"] for n in ("worker", "worker-gpu")) == 1
+
+
+def test_the_readmes_plain_api_command_is_composes() -> None:
+    # The README runs the same deployment without Docker: its uvicorn line is compose's command plus
+    # --workers (compose passes that as WEB_CONCURRENCY), so it keeps idle connections as long.
+    lines = [
+        line
+        for line in (REPO_ROOT / "README.md").read_text().splitlines()
+        if line.startswith("uvicorn service.main:create_app")
+    ]
+    assert len(lines) == 1, lines
+    plain = shlex.split(lines[0])
+    workers = plain.index("--workers")
+    assert plain[workers + 1] == "2"  # compose's default for HWGRADE_API_WORKERS
+    del plain[workers : workers + 2]
+    compose = [str(part) for part in SERVICES["api"]["command"]]
+    assert plain == compose
+    assert compose[compose.index("--timeout-keep-alive") + 1] == str(API_KEEP_ALIVE_S)
