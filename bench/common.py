@@ -214,44 +214,41 @@ def psycopg_dsn(sqlalchemy_url: str) -> str:
     return " ".join(parts)
 
 
-def redis_command(db: int, *args: str) -> bytes:
-    """One Redis command over a raw socket (RESP), enough for PING/FLUSHDB/DBSIZE."""
-    payload = f"*{len(args)}\r\n".encode()
-    for a in args:
-        b = a.encode()
-        payload += b"$%d\r\n%s\r\n" % (len(b), b)
-    with socket.create_connection((REDIS_HOST, REDIS_PORT), timeout=3) as s:
-        select = f"*2\r\n$6\r\nSELECT\r\n${len(str(db))}\r\n{db}\r\n".encode()
-        s.sendall(select + payload)
-        time.sleep(0.05)
-        return s.recv(4096)
+@contextmanager
+def _redis_client(db: int) -> Iterator[Any]:
+    import redis
+
+    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db, socket_timeout=3, socket_connect_timeout=3)
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 def redis_llen(db: int, key: str) -> int:
     """Length of the list `key` (a Celery queue on the Redis transport) in database `db`."""
-    import redis
-
-    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db, socket_timeout=3)
-    try:
+    with _redis_client(db) as client:
         return int(client.llen(key))
-    finally:
-        client.close()
 
 
 @contextmanager
 def redis_db(db: int) -> Iterator[str]:
     """The shared Redis on 127.0.0.1:6379, database number `db` (dedicated to the benchmark: emptied
     before and after)."""
+    import redis
+
     try:
-        redis_command(db, "FLUSHDB")
-    except OSError as e:
+        with _redis_client(db) as client:
+            client.flushdb()
+    except redis.RedisError as e:
         raise SystemExit(f"Redis at {REDIS_HOST}:{REDIS_PORT} is not reachable: {e}") from None
     try:
         yield f"redis://{REDIS_HOST}:{REDIS_PORT}/{db}"
     finally:
         try:
-            redis_command(db, "FLUSHDB")
-        except OSError:
+            with _redis_client(db) as client:
+                client.flushdb()
+        except redis.RedisError:
             pass
 
 
