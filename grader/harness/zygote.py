@@ -272,8 +272,8 @@ def _rehearse_until_job(conn: socket.socket) -> None:
     model and for a scaler, once each on tiny ones of our own (_rehearse_model, _rehearse_scaler), so
     that most of the copy-on-write faults of those paths (the reference counts and allocator state of
     the objects they touch) are taken now, off the critical path. Measured here, grade() back to back
-    with the pool idle between gradings: MNIST MLP ~49 -> ~45 ms (its model load ~8.7 -> ~5.7 ms),
-    phone price ~31 -> ~24 ms, for ~4-9 ms more CPU per evaluation (see bench/RESULTS.md).
+    with the pool idle between gradings: MNIST MLP ~49 -> ~43 ms (its model load ~8.3 -> ~5.5 ms),
+    phone price ~32 -> ~24 ms, for ~9-12 ms more CPU per evaluation (see bench/RESULTS.md).
 
     That CPU is why it runs at SCHED_IDLE (only on a core nothing else wants), stops as soon as the
     job is here (checked before each step), and is only asked for when tasks have seldom waited for a
