@@ -53,6 +53,7 @@ import signal
 import socket
 import stat
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -293,6 +294,30 @@ def _rehearse_until_job(conn: socket.socket) -> None:
                 step()
     finally:
         os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+
+
+def _idle_priority_reversible() -> bool:
+    """Whether a thread of this process can go to SCHED_IDLE and back to SCHED_OTHER. Leaving
+    SCHED_IDLE needs CAP_SYS_NICE (or an RLIMIT_NICE that allows nice 0), which a container may not
+    grant: a spare that could not leave it would take its job at idle priority. Tried in a thread of
+    its own, so no other thread's policy changes."""
+    reversible: list[bool] = []
+
+    def probe() -> None:
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        except OSError:
+            return
+        try:
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+        except OSError:
+            return
+        reversible.append(True)
+
+    thread = threading.Thread(target=probe, name="hwgrade-probe")
+    thread.start()
+    thread.join()
+    return bool(reversible)
 
 
 class _CpuStall:
@@ -710,8 +735,11 @@ def serve(sock: socket.socket, root: str) -> None:
     awaiting_job: dict[int, _Sandbox] = {}
     spare: _Sandbox | None = None
     view: dict[str, Any] | None = None  # the last request's, for the next spares to mount ahead
-    # When spares rehearse (HWGRADE_SANDBOX_REHEARSAL, from the runner: auto, always or off).
+    # When spares rehearse (HWGRADE_SANDBOX_REHEARSAL, from the runner: auto, always or off): never
+    # where a spare could not leave the idle priority it rehearses at.
     rehearsal = os.environ.get("HWGRADE_SANDBOX_REHEARSAL", "auto")
+    if rehearsal != "off" and not _idle_priority_reversible():
+        rehearsal = "off"
     stall = _CpuStall()
 
     def new_spare() -> _Sandbox:

@@ -1005,6 +1005,29 @@ def test_a_spares_rehearsal_leaves_torchs_random_state_as_it_found_it(mode: str)
         torch.set_num_threads(threads)
 
 
+def test_spares_rehearse_only_where_a_thread_can_leave_idle_priority(mode: str) -> None:
+    # Leaving SCHED_IDLE needs CAP_SYS_NICE (or RLIMIT_NICE): without it a spare would keep the idle
+    # priority for its job, so the zygote then does not rehearse at all.
+    zygote = _zygote_module(mode)
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() != 0 or setpriv is None:
+        pytest.skip("needs root (CAP_SYS_NICE) and util-linux's setpriv (to run without it)")
+    assert zygote._idle_priority_reversible()
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER, "the probe changed the caller's policy"
+    probe = (
+        "import importlib.util, resource\n"
+        "resource.setrlimit(resource.RLIMIT_NICE, (0, 0))\n"
+        f"spec = importlib.util.spec_from_file_location('z', {str(sandbox.HARNESS_DIR / 'zygote.py')!r})\n"
+        "z = importlib.util.module_from_spec(spec); spec.loader.exec_module(z)\n"
+        "print('REVERSIBLE', z._idle_priority_reversible())\n"
+    )
+    without_sys_nice = [setpriv, "--inh-caps=-sys_nice", "--bounding-set=-sys_nice"]
+    out = subprocess.run(
+        [*without_sys_nice, sys.executable, "-I", "-c", probe], capture_output=True, text=True, timeout=60
+    )
+    assert "REVERSIBLE False" in out.stdout, (out.stdout, out.stderr)
+
+
 def test_the_cpu_stall_share_is_read_from_psi(mode: str, tmp_path: Path) -> None:
     zygote = _zygote_module(mode)
     psi = tmp_path / "cpu"
