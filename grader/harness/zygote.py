@@ -742,13 +742,16 @@ def serve(sock: socket.socket, root: str) -> None:
         rehearsal = "off"
     stall = _CpuStall()
 
+    def spare_rehearses() -> bool:
+        if rehearsal != "auto":
+            return rehearsal == "always"  # and PSI is not read for every spare
+        share = stall.share()  # since the last spare was made
+        return share is not None and share < REHEARSE_MAX_CPU_STALL
+
     def new_spare() -> _Sandbox:
         # What the spare inherits: the inputs in memory (copy-on-write), by their path inside.
         harness_main.PRELOADED = preloaded.inside()
-        share = stall.share()  # since the last spare was made
-        rehearse = rehearsal == "always" or (
-            rehearsal == "auto" and share is not None and share < REHEARSE_MAX_CPU_STALL
-        )
+        rehearse = spare_rehearses()
         try:
             theirs = {fd for sandbox in running.values() for fd in sandbox.fds()}
             return _Sandbox(root, harness_main, [sock.fileno(), *theirs], own_pid_ns, cat, view, rehearse)
