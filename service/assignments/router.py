@@ -18,7 +18,7 @@ def list_assignments(session: SessionDep, _user: CurrentUser) -> list[Assignment
 
 
 @router.get("/{slug}", response_model=AssignmentRead)
-def read_assignment(assignment: CurrentAssignment, _user: CurrentUser) -> Assignment:
+async def read_assignment(assignment: CurrentAssignment, _user: CurrentUser) -> Assignment:
     """One assignment: title, deadline, late policy, daily submission limit, pass threshold."""
     return assignment
 

@@ -79,7 +79,7 @@ def create_submission(
 
 
 @router.get("/submissions/{submission_id}", response_model=SubmissionRead)
-def read_submission(submission: CurrentSubmission) -> Submission:
+async def read_submission(submission: CurrentSubmission) -> Submission:
     """A submission's status and, once graded, its result (its owner and instructors only)."""
     return submission
 

@@ -11,7 +11,7 @@ router = APIRouter(prefix="/api/v1", tags=["users"])
 
 
 @router.get("/me", response_model=UserRead)
-def read_me(user: CurrentUser) -> User:
+async def read_me(user: CurrentUser) -> User:
     """The user the bearer token belongs to."""
     return user
 

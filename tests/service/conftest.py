@@ -3,14 +3,16 @@ transaction, the API in-process with a broker that needs no server (kombu's in-m
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from celery import Celery
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.config import Settings
@@ -79,10 +81,37 @@ def app(settings: Settings, db_factory: sessionmaker[Session], celery_producer: 
     return create_app(settings, session_factory=db_factory, celery=celery_producer)
 
 
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+# What the test transaction's savepoints add (see db_factory): a read session bound to an Engine
+# runs in autocommit and ends with no statement at all.
+_SAVEPOINT_STATEMENTS = ("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT")
+
+
 @pytest.fixture
-def client(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app) as client:
-        yield client
+def client(app: FastAPI, engine: Engine) -> Iterator[TestClient]:
+    """The app in-process; a test fails if a request ran SQL on the event loop, where a query would
+    stall every other request of the process (queries belong in `def` dependencies and endpoints,
+    which FastAPI runs in its thread pool; see service/deps.py)."""
+    on_loop: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if _on_event_loop() and not statement.lstrip().upper().startswith(_SAVEPOINT_STATEMENTS):
+            on_loop.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        with TestClient(app) as client:
+            yield client
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert not on_loop, f"SQL ran on the event loop: {on_loop[:3]}"
 
 
 @pytest.hookimpl(hookwrapper=True)
