@@ -3,7 +3,7 @@
 Fills a fresh Postgres database with 100,000 submissions (300 students, the 5 built-in assignments,
 results for the finished ones; bulk COPY), starts the API (uvicorn, one process, as in
 docker-compose.yml) on loopback with the broker on a dedicated Redis database, and drives 50
-concurrent clients (httpx, asyncio) against:
+concurrent clients (aiohttp, or httpx with --client httpx; asyncio, one process) against:
   GET  /api/v1/submissions/{id}                a student reading one of their own submissions
   GET  /api/v1/me/submissions                  a student's list (summaries, the latest 50)
   GET  /api/v1/assignments/{slug}/leaderboard  if the API has it (else skipped, with a note)
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import gc
 import hashlib
 import io
@@ -28,6 +29,8 @@ import sys
 import tempfile
 import time
 import zipfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,6 +47,12 @@ CLIENTS = 50
 TARGET_READ_P99_S = 0.020
 TARGET_UPLOAD_P99_S = 0.150
 SEED = 20240601
+# The load client's HTTP library. aiohttp parses HTTP in C: ~0.8 ms of CPU a request on the 2-core
+# machine of 2026-11-29, against ~2.1 ms for httpx (pure Python) on the same server and load. The
+# client shares the cores with the API and Postgres, and its one event loop parses the responses one
+# after another, so its own cost was part of every latency measured (bench/RESULTS.md, notes of the
+# eighth session). httpx stays selectable, to compare with the runs made with it.
+CLIENT_LIBS = ("aiohttp", "httpx")
 
 
 @dataclass
@@ -56,6 +65,7 @@ class Plan:
     rate: float  # req/s offered by all clients together in the paced runs
     upload_rate: float
     workers: int = 2  # uvicorn processes
+    client: str = CLIENT_LIBS[0]
 
     @classmethod
     def make(cls, args: argparse.Namespace) -> Plan:
@@ -66,6 +76,7 @@ class Plan:
         if args.requests:
             plan.requests = args.requests
         plan.workers = max(1, args.workers)
+        plan.client = args.client
         return plan
 
 
@@ -297,6 +308,56 @@ class Phase:
         return len(self.latencies) / self.wall_s if self.wall_s else float("nan")
 
 
+class TransportError(Exception):
+    """A request that got no HTTP response (refused, reset, timed out); wraps the library's error."""
+
+
+Send = Callable[[str, str, dict[str, Any]], Awaitable[int]]
+
+
+@asynccontextmanager
+async def http_client(lib: str, base_url: str) -> AsyncIterator[Send]:
+    """`send(method, url, kw)`: one request on a pool of CLIENTS keep-alive connections, its status
+    once the whole body is read; `kw` as httpx takes it (`headers`, `files`). TransportError when no
+    response came."""
+    if lib == "httpx":
+        import httpx
+
+        limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
+        async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as client:
+
+            async def send_httpx(method: str, url: str, kw: dict[str, Any]) -> int:
+                try:
+                    resp = await client.request(method, url, **kw)
+                    await resp.aread()
+                except httpx.HTTPError as e:
+                    raise TransportError(e) from e
+                return resp.status_code
+
+            yield send_httpx
+        return
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(limit=CLIENTS)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(base_url, connector=connector, timeout=timeout) as session:
+
+        async def send_aiohttp(method: str, url: str, kw: dict[str, Any]) -> int:
+            form = None
+            if "files" in kw:
+                form = aiohttp.FormData()
+                for name, (filename, content, content_type) in kw["files"].items():
+                    form.add_field(name, content, filename=filename, content_type=content_type)
+            try:
+                async with session.request(method, url, headers=kw.get("headers"), data=form) as resp:
+                    await resp.read()
+                    return resp.status
+            except (aiohttp.ClientError, TimeoutError) as e:
+                raise TransportError(e) from e
+
+        yield send_aiohttp
+
+
 async def run_phase(
     name: str,
     mode: str,
@@ -306,16 +367,14 @@ async def run_phase(
     base_url: str,
     rate: float | None,
     cpu_probe: Any = None,
+    client_lib: str = CLIENT_LIBS[0],
 ) -> Phase:
     """`total` requests from CLIENTS concurrent clients; back to back, or paced to `rate` req/s overall.
     `cpu_probe()` -> {who: CPU seconds so far}, read before and after (the phase's CPU per request)."""
-    import httpx
-
     phase = Phase(name, mode)
     counter = iter(range(total))
     rng = random.Random(hash((name, mode)))
-    limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
-    async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as client:
+    async with http_client(client_lib, base_url) as send:
         # The last response's time: the phase's wall ends there, not after a client's final pause.
         last_done = 0.0
 
@@ -328,13 +387,12 @@ async def run_phase(
                 t0 = time.perf_counter()
                 status: int | str
                 try:
-                    resp = await client.request(method, url, **kw)
-                    status = resp.status_code
-                    await resp.aread()
-                except httpx.HTTPError as e:
-                    status = type(e).__name__
+                    status = await send(method, url, kw)
+                except TransportError as e:
+                    cause = e.args[0]
+                    status = type(cause).__name__
                     phase.error_samples.setdefault(
-                        status, f"{e!r} after {(time.perf_counter() - t0) * 1000:.0f} ms"
+                        status, f"{cause!r} after {(time.perf_counter() - t0) * 1000:.0f} ms"
                     )
                 last_done = time.perf_counter()
                 elapsed = last_done - t0
@@ -426,23 +484,23 @@ async def drive(
         else:
             notes.append(f"{label}: not in this API's openapi.json (not built yet); skipped")
 
+    measure = functools.partial(run_phase, client_lib=plan.client)
+
     phases: list[Phase] = []
     for label, fn in reads:
         # a short unmeasured warm-up: connection pools, first queries, code paths
-        await run_phase(label, "warm-up", 2 * CLIENTS, fn, 200, base_url, None)
+        await measure(label, "warm-up", 2 * CLIENTS, fn, 200, base_url, None)
         print(f"  {label} ...", flush=True)
-        phases.append(await run_phase(label, "saturated", plan.requests, fn, 200, base_url, None, cpu_probe))
+        phases.append(await measure(label, "saturated", plan.requests, fn, 200, base_url, None, cpu_probe))
         phases.append(
-            await run_phase(label, "paced", plan.paced_requests, fn, 200, base_url, plan.rate, cpu_probe)
+            await measure(label, "paced", plan.paced_requests, fn, 200, base_url, plan.rate, cpu_probe)
         )
     label = "POST 1 MB zip (202 ack)"
     print(f"  {label} ...", flush=True)
-    await run_phase(label, "warm-up", CLIENTS, upload, 202, base_url, None)
-    phases.append(await run_phase(label, "saturated", plan.uploads, upload, 202, base_url, None, cpu_probe))
+    await measure(label, "warm-up", CLIENTS, upload, 202, base_url, None)
+    phases.append(await measure(label, "saturated", plan.uploads, upload, 202, base_url, None, cpu_probe))
     phases.append(
-        await run_phase(
-            label, "paced", plan.paced_uploads, upload, 202, base_url, plan.upload_rate, cpu_probe
-        )
+        await measure(label, "paced", plan.paced_uploads, upload, 202, base_url, plan.upload_rate, cpu_probe)
     )
     for ph in phases:
         if ph.mode == "paced":
@@ -506,6 +564,12 @@ def main(argv: list[str] | None = None) -> int:
         "--redis-db", type=int, default=14, help="Redis database number on 127.0.0.1:6379 (emptied)"
     )
     p.add_argument("--workers", type=int, default=2, help="uvicorn processes (compose's default is 2)")
+    p.add_argument(
+        "--client",
+        choices=CLIENT_LIBS,
+        default=CLIENT_LIBS[0],
+        help="the load client's HTTP library (httpx: as the runs before 2026-11-29 20:00 UTC)",
+    )
     p.add_argument("--no-write", action="store_true", help="do not append to bench/RESULTS.md")
     args = p.parse_args(argv)
     plan = Plan.make(args)
@@ -612,7 +676,7 @@ def main(argv: list[str] | None = None) -> int:
             "",
             f"Database: {N_SUBMISSIONS:,} submissions of {N_STUDENTS} students over 5 assignments (96% graded, 3% "
             f"error, 1% queued; results with checks, metrics and a log tail), seeded by COPY in {seeded.seconds:.0f} s. "
-            f"API: {plan.workers} uvicorn process(es) on loopback (as compose's HWGRADE_API_WORKERS); {CLIENTS} concurrent httpx clients (asyncio, one process) on "
+            f"API: {plan.workers} uvicorn process(es) on loopback (as compose's HWGRADE_API_WORKERS); {CLIENTS} concurrent {plan.client} clients (asyncio, one process) on "
             "the same shared 2-core machine, so client, server and Postgres share the cores with other people's work. "
             "`saturated`: back-to-back requests (latency includes queueing at a server at capacity); `paced`: the "
             "clients together offer the stated rate with exponential gaps. `CPU ms/req`: CPU time of the API "
