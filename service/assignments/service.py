@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import Select, String, bindparam, select
 from sqlalchemy.orm import Session
 
 from grader.assignments import AssignmentSpec
@@ -17,7 +18,13 @@ DEFAULT_DAILY_LIMIT = 10
 
 
 def get_by_slug(session: Session, slug: str) -> Assignment | None:
-    return session.scalar(select(Assignment).where(Assignment.slug == slug))
+    return session.scalar(_by_slug_statement(), {"slug": slug})
+
+
+@functools.cache
+def _by_slug_statement() -> Select[Assignment]:
+    """Built once: every request under /assignments/{slug} runs it (see users.service._by_token_statement)."""
+    return select(Assignment).where(Assignment.slug == bindparam("slug", type_=String))
 
 
 def list_assignments(session: Session) -> list[Assignment]:

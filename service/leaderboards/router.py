@@ -7,8 +7,8 @@ from fastapi import APIRouter, Query
 from service.db import utcnow
 from service.deps import CurrentAssignment, CurrentUser, RequireInstructor, SessionDep, SettingsDep
 from service.leaderboards import service
-from service.leaderboards.schemas import EligibilityRead, LeaderboardRead, MyScoreRead
-from service.leaderboards.service import Board, EligibilityRow
+from service.leaderboards.schemas import EligibilityRead, LeaderboardEntryRead, LeaderboardRead, MyScoreRead
+from service.leaderboards.service import Board, EligibilityRow, LeaderboardRow
 
 router = APIRouter(prefix="/api/v1", tags=["leaderboards"])
 
@@ -34,8 +34,9 @@ def read_leaderboard(
     students after the deadline, to instructors always. Students see pseudonyms for others."""
     now = utcnow()
     chosen: Board = board or service.default_board(assignment, user, now)
-    entries = service.leaderboard(
-        session, assignment, board=chosen, limit=limit, viewer=user, settings=settings, now=now
+    # Rows already of the response's schema: FastAPI's validation of the response takes them as they are.
+    entries = service.leaderboard_as(
+        _entry, session, assignment, board=chosen, limit=limit, viewer=user, settings=settings, now=now
     )
     return {
         "assignment": assignment.slug,
@@ -46,6 +47,10 @@ def read_leaderboard(
         "rule_zh": service.RANKING_RULE_ZH,
         "entries": entries,
     }
+
+
+def _entry(row: LeaderboardRow) -> LeaderboardEntryRead:
+    return LeaderboardEntryRead.model_validate(row, from_attributes=True)
 
 
 @router.get("/eligibility", response_model=list[EligibilityRead])

@@ -28,10 +28,10 @@ import functools
 import hashlib
 import hmac
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -344,6 +344,9 @@ def _board_statement() -> Select[*tuple[Any, ...]]:
     )
 
 
+_T = TypeVar("_T")
+
+
 @dataclass(frozen=True)
 class _BoardView:
     """One board as everyone of a kind of viewer sees it (the same names, numbers and scores), with
@@ -352,6 +355,16 @@ class _BoardView:
     rows: list[LeaderboardRow]
     position: dict[int, int]
     real_names: dict[int, str]
+    # The rows as each converter of leaderboard_as() made them, on its first request for this view.
+    _converted: dict[Callable[[LeaderboardRow], Any], list[Any]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    def converted(self, convert: Callable[[LeaderboardRow], _T]) -> list[_T]:
+        rows = self._converted.get(convert)
+        if rows is None:  # two threads may both convert: the same rows, the last one kept
+            rows = self._converted[convert] = [convert(row) for row in self.rows]
+        return rows
 
 
 # (instructor, private scores shown, pseudonym key or None): what a kind of viewer sees.
@@ -439,6 +452,30 @@ def leaderboard(
 
     `settings` gives the pseudonym setting and key (defaults to the process settings).
     """
+    return leaderboard_as(
+        _as_is, session, assignment, board=board, limit=limit, viewer=viewer, settings=settings, now=now
+    )
+
+
+def _as_is(row: LeaderboardRow) -> LeaderboardRow:
+    return row
+
+
+def leaderboard_as(
+    convert: Callable[[LeaderboardRow], _T],
+    session: Session,
+    assignment: Assignment,
+    *,
+    board: Board,
+    limit: int | None,
+    viewer: User,
+    settings: Settings | None = None,
+    now: datetime | None = None,
+) -> list[_T]:
+    """leaderboard(), each row converted by `convert` (the API converts to its response schema). A
+    cached board's rows are converted once per converter, so a request converts only its viewer's
+    own row: validating the ~300 rows of a full board took ~0.85 ms of each request's ~6 ms. The
+    converter keys the cache: pass one module-level function, never a new closure per call."""
     settings = settings or get_settings()
     now = now or utcnow()
     if not board_visible(assignment, board, viewer, now):
@@ -448,11 +485,14 @@ def leaderboard(
     view = board_cache.view(
         session, assignment, board, (instructor, board_visible(assignment, "private", viewer, now), secret)
     )
-    rows = view.rows[:limit] if limit is not None else list(view.rows)
+    converted = view.converted(convert)
+    rows = converted[:limit] if limit is not None else list(converted)
     # The viewer's own row (if on the board and shown): marked, and under their real name.
     mine = view.position.get(viewer.id)
     if mine is not None and mine < len(rows):
-        rows[mine] = replace(rows[mine], display_name=view.real_names[viewer.id], is_viewer=True)
+        rows[mine] = convert(
+            replace(view.rows[mine], display_name=view.real_names[viewer.id], is_viewer=True)
+        )
     return rows
 
 

@@ -617,6 +617,26 @@ def test_the_cache_serves_each_viewer_their_own_view(client: TestClient, course:
     assert not any(e["is_you"] for e in board(client, ta, limit=2)["entries"])  # A is 3rd: not in the top 2
 
 
+def test_a_cached_board_converts_its_rows_once_and_each_request_only_its_viewers_row(
+    db: Session, settings: Settings, course: dict[str, Any]
+) -> None:
+    a, (sa, sb, sc, *_) = course["assignment"], course["users"]
+    converted: list[int] = []
+
+    def convert(row: boards.LeaderboardRow) -> tuple[str, bool]:
+        converted.append(row.user_id)
+        return row.display_name, row.is_viewer
+
+    as_a = boards.leaderboard_as(convert, db, a, board="public", limit=None, viewer=sa, settings=settings)
+    assert converted == [sc.id, sb.id, sa.id, sa.id]  # the board's rows, then A's own, marked
+    converted.clear()
+    as_b = boards.leaderboard_as(convert, db, a, board="public", limit=None, viewer=sb, settings=settings)
+    assert converted == [sb.id]
+    assert as_a[2] == (sa.display_name, True) and as_b[1] == (sb.display_name, True)
+    assert as_b[2] != (sa.display_name, True) and as_a[1] != (sb.display_name, True)  # nothing shared leaks
+    assert as_a[0] == as_b[0]  # C's row, as converted once
+
+
 def test_rebuilding_the_boards_renews_every_tag(db: Session, course: dict[str, Any]) -> None:
     other = create_assignment(db, "mnist")
     db.commit()
