@@ -29,6 +29,9 @@ _bearer = HTTPBearer(auto_error=False, description="The API token printed by `hw
 # response validation too: each trip costs ~0.15-0.25 ms of CPU on a 2-core machine. What queries the
 # database stays `def` (a query on the event loop would stall every request of the process); what only
 # reads the request, or returns what the dependencies already loaded, is `async def` and runs on the loop.
+# The busiest reads (the board, me/scores, me/submissions) are `async def` endpoints that run their
+# queries in one explicit trip (run_in_threadpool) and return plain data, validated on the loop.
+# tests/service/conftest.py fails any test whose request ran SQL on the event loop.
 
 
 async def get_settings(request: Request) -> Settings:

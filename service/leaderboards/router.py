@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from fastapi.concurrency import run_in_threadpool
 
 from service.db import utcnow
 from service.deps import CurrentAssignment, CurrentUser, RequireInstructor, SessionDep, SettingsDep
@@ -18,7 +19,7 @@ router = APIRouter(prefix="/api/v1", tags=["leaderboards"])
     response_model=LeaderboardRead,
     responses={403: {"description": "`board_hidden`: the private board before the deadline (students)"}},
 )
-def read_leaderboard(
+async def read_leaderboard(
     assignment: CurrentAssignment,
     user: CurrentUser,
     session: SessionDep,
@@ -35,8 +36,16 @@ def read_leaderboard(
     now = utcnow()
     chosen: Board = board or service.default_board(assignment, user, now)
     # Rows already of the response's schema: FastAPI's validation of the response takes them as they are.
-    entries = service.leaderboard_as(
-        _entry, session, assignment, board=chosen, limit=limit, viewer=user, settings=settings, now=now
+    entries = await run_in_threadpool(
+        service.leaderboard_as,
+        _entry,
+        session,
+        assignment,
+        board=chosen,
+        limit=limit,
+        viewer=user,
+        settings=settings,
+        now=now,
     )
     return {
         "assignment": assignment.slug,
@@ -60,6 +69,6 @@ def read_eligibility(session: SessionDep, _instructor: RequireInstructor) -> lis
 
 
 @router.get("/me/scores", response_model=list[MyScoreRead])
-def read_my_scores(session: SessionDep, user: CurrentUser) -> list[dict[str, Any]]:
+async def read_my_scores(session: SessionDep, user: CurrentUser) -> list[dict[str, Any]]:
     """Your best score, passed flag, public-board rank and submission count for every assignment."""
-    return service.student_scores(session, user)
+    return await run_in_threadpool(service.student_scores, session, user)

@@ -3,7 +3,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Query, Request, Response, UploadFile, status
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Row
+from sqlalchemy.orm import Session
 
 from service.assignments import service as assignments_service
 from service.db import after_commit, unit_of_work
@@ -20,6 +22,7 @@ from service.errors import ExpectedMultipart, MissingFile, NotFound
 from service.submissions import service
 from service.submissions.models import Submission
 from service.submissions.schemas import SubmissionRead, SubmissionSummary
+from service.users.models import User
 from service.worker import send_grade
 
 router = APIRouter(prefix="/api/v1", tags=["submissions"])
@@ -85,7 +88,7 @@ async def read_submission(submission: CurrentSubmission) -> Submission:
 
 
 @router.get("/me/submissions", response_model=list[SubmissionSummary])
-def list_my_submissions(
+async def list_my_submissions(
     request: Request,
     response: Response,
     session: SessionDep,
@@ -100,16 +103,22 @@ def list_my_submissions(
 ) -> list[Row[Any]]:
     """Your submissions, newest first, one summary line each (the full report is at
     GET /api/v1/submissions/{id}). A full page carries a `Link: <...>; rel="next"` header."""
+    rows = await run_in_threadpool(_my_page, session, user, assignment, limit, before_id)
+    if len(rows) == limit:
+        following = request.url.include_query_params(before_id=rows[-1].id, limit=limit)
+        response.headers["Link"] = f'<{following.path}?{following.query}>; rel="next"'
+    return rows
+
+
+def _my_page(
+    session: Session, user: User, assignment: str | None, limit: int, before_id: int | None
+) -> list[Row[Any]]:
     found = None
     if assignment is not None:
         found = assignments_service.get_by_slug(session, assignment)
         if found is None:
             raise NotFound(f"No assignment {assignment!r}.", f"没有名为 {assignment} 的作业。")
-    rows = service.list_summaries_for_owner(session, user, found, limit=limit, before_id=before_id)
-    if len(rows) == limit:
-        following = request.url.include_query_params(before_id=rows[-1].id, limit=limit)
-        response.headers["Link"] = f'<{following.path}?{following.query}>; rel="next"'
-    return rows
+    return service.list_summaries_for_owner(session, user, found, limit=limit, before_id=before_id)
 
 
 @router.get("/assignments/{slug}/submissions", response_model=list[SubmissionRead])
