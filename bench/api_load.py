@@ -568,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
         "--client",
         choices=CLIENT_LIBS,
         default=CLIENT_LIBS[0],
-        help="the load client's HTTP library (httpx: as the runs before 2026-11-29 20:00 UTC)",
+        help="the load client's HTTP library (httpx: as the runs before 2026-11-29 18:38 UTC)",
     )
     p.add_argument("--no-write", action="store_true", help="do not append to bench/RESULTS.md")
     args = p.parse_args(argv)

@@ -39,12 +39,15 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 if __package__ in (None, ""):  # `python bench/grading.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import common  # noqa: E402
+
+if TYPE_CHECKING:
+    import httpx
 
 EXAMPLES = (("mnist-mlp", "mnist"), ("phone-price-tuned", "phone-price"))
 FINAL = ("graded", "error")
@@ -424,18 +427,33 @@ class Deployment:
 
 class Uploader:
     def __init__(self, dep: Deployment) -> None:
-        import httpx
         import psycopg
 
         self.dep = dep
-        self.client = httpx.Client(
-            base_url=dep.base_url, timeout=60, headers={"Authorization": f"Bearer {dep.token}"}
-        )
         self.lock = threading.Lock()
         self.conn = psycopg.connect(common.psycopg_dsn(dep.db_url), autocommit=True)
+        # One HTTP client per uploading thread (post_many): threads sharing one httpx.Client's pool
+        # once had a read fail with EBADF, its connection closed under it (2026-11-29 19:10 run).
+        self._local = threading.local()
+        self._clients: list[httpx.Client] = []
+
+    @property
+    def client(self) -> httpx.Client:
+        import httpx
+
+        client: httpx.Client | None = getattr(self._local, "client", None)
+        if client is None:
+            client = httpx.Client(
+                base_url=self.dep.base_url, timeout=60, headers={"Authorization": f"Bearer {self.dep.token}"}
+            )
+            self._local.client = client
+            with self.lock:
+                self._clients.append(client)
+        return client
 
     def close(self) -> None:
-        self.client.close()
+        for client in self._clients:
+            client.close()
         self.conn.close()
 
     def post(self, slug: str, name: str, data: bytes) -> int:
