@@ -1,7 +1,7 @@
 """API latency under load: `python -m bench.api_load [--quick]` (see bench/README.md).
 
 Fills a fresh Postgres database with 100,000 submissions (300 students, the 5 built-in assignments,
-results for the finished ones; bulk COPY), starts the API (uvicorn, one process, as in
+results for the finished ones; bulk COPY), starts the API (uvicorn, 2 processes by default, as in
 docker-compose.yml) on loopback with the broker on a dedicated Redis database, and drives 50
 concurrent clients (aiohttp, or httpx with --client httpx; asyncio, one process) against:
   GET  /api/v1/submissions/{id}                a student reading one of their own submissions
