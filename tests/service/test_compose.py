@@ -3,7 +3,11 @@ one our code accepts. test_e2e.py runs the migrate, api and worker commands as p
 
 from __future__ import annotations
 
+import os
 import shlex
+import shutil
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -88,3 +92,47 @@ def test_the_readmes_plain_api_command_is_composes() -> None:
     compose = [str(part) for part in SERVICES["api"]["command"]]
     assert plain == compose
     assert compose[compose.index("--timeout-keep-alive") + 1] == str(API_KEEP_ALIVE_S)
+
+
+# What Docker grants a container's root by default (moby's oci/caps/defaults.go).
+DOCKER_DEFAULT_CAPS = [
+    "chown", "dac_override", "fsetid", "fowner", "mknod", "net_raw", "setgid", "setuid",
+    "setfcap", "setpcap", "net_bind_service", "sys_chroot", "kill", "audit_write",
+]  # fmt: skip
+POOL_PROBE = (
+    "from grader import sandbox\n"
+    "import importlib.util\n"
+    "spec = importlib.util.spec_from_file_location('z', sandbox.HARNESS_DIR / 'zygote.py')\n"
+    "z = importlib.util.module_from_spec(spec); spec.loader.exec_module(z)\n"
+    "print('POOL', sandbox.zygote_works(), 'REHEARSES', z._idle_priority_reversible())\n"
+)
+
+
+@pytest.mark.parametrize("name", ["worker", "worker-gpu"])
+def test_workers_get_the_capabilities_of_the_warm_pool(name: str) -> None:
+    assert {"SYS_ADMIN", "SYS_NICE"} <= set(SERVICES[name]["cap_add"])
+    assert set(SERVICES[name]["security_opt"]) == {"seccomp=unconfined", "apparmor=unconfined"}
+
+
+def _probe_with_caps(caps: list[str]) -> str:
+    """Run POOL_PROBE as root holding exactly `caps` (util-linux setpriv), as a container would."""
+    setpriv = shutil.which("setpriv")
+    assert setpriv is not None
+    only = "-all," + ",".join(f"+{c}" for c in caps)
+    cmd = [setpriv, f"--bounding-set={only}", f"--inh-caps={only}", f"--ambient-caps={only}"]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    out = subprocess.run(
+        [*cmd, sys.executable, "-c", POOL_PROBE], capture_output=True, text=True, timeout=180, env=env
+    )
+    return out.stdout + out.stderr
+
+
+@pytest.mark.slow
+def test_the_workers_capabilities_are_what_the_warm_pool_needs() -> None:
+    # Docker's default set alone cannot make the pool's namespaces; with compose's cap_add it can, and
+    # its spares may rehearse. (Seccomp and AppArmor, unconfined in compose, are not modelled here.)
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and util-linux's setpriv")
+    added = [c.lower() for c in SERVICES["worker"]["cap_add"]]
+    assert "POOL True REHEARSES True" in _probe_with_caps(DOCKER_DEFAULT_CAPS + added)
+    assert "POOL False REHEARSES False" in _probe_with_caps(DOCKER_DEFAULT_CAPS)
