@@ -607,7 +607,7 @@ def measure_queued(
 ) -> Throughput:
     """N submissions uploaded while the worker's consumer is paused (Celery's cancel_consumer, over
     the real broker), checked to be all in the queue and none graded, then the consumer resumed:
-    graded per minute from the resume to the last final row. a (`raw`, the same model's own work) is
+    graded per minute from the resume to the last row's finished_at. a (`raw`, the model's own work) is
     measured just before the resume and just after the last grading, with the worker idle."""
     control = dep.control()
     try:
@@ -638,7 +638,8 @@ def measure_uploading(
     dep: Deployment, up: Uploader, worker_pid: int, slug: str, data: bytes, n: int
 ) -> Throughput:
     """N submissions uploaded (4 parallel uploaders) while the worker grades them: graded per minute
-    from the first POST to the last final row; the API's and the uploaders' CPU are in the window."""
+    from the first POST to the last row's finished_at; the API's and the uploaders' CPU are in the
+    window."""
     cpu0 = cpu_split(dep, worker_pid)
     t0 = time.time()
     ids = up.post_many([(slug, "mnist-mlp", data)] * n)
