@@ -680,14 +680,18 @@ class ServiceFigures:
     gradings: int = 0
     gradings_note: str = ""
 
-    def bound(self, run: Throughput) -> float:
-        """The pure-inference bound beside `run`: cores x 60 / the a measured beside it."""
-        return self.concurrency * 60 / run.a
+    def bound(self, a: float) -> float:
+        """The pure-inference bound for a model whose own work takes `a`: cores x 60 / a per minute."""
+        return self.concurrency * 60 / a
+
+    def fraction(self, run: Throughput, a: float | None = None) -> float:
+        """`run`'s graded per minute as a share of the bound, by default with the a measured beside it."""
+        return run.per_min / self.bound(run.a if a is None else a)
 
     @property
     def queued(self) -> Throughput:
         """The queued round whose fraction of its bound is the median (the target's figure)."""
-        ranked = sorted(self.queued_rounds, key=lambda run: run.per_min / self.bound(run))
+        ranked = sorted(self.queued_rounds, key=self.fraction)
         return ranked[(len(ranked) - 1) // 2]
 
     @property
@@ -890,8 +894,8 @@ def build_report(
     if svc is not None:
         assert svc.uploading is not None
         queued = svc.queued
-        bound = svc.bound(queued)
-        frac = queued.per_min / bound
+        bound = svc.bound(queued.a)
+        frac = svc.fraction(queued)
         rounds = len(svc.queued_rounds)
         checks.append(
             (
@@ -902,10 +906,8 @@ def build_report(
                 frac >= TARGET_THROUGHPUT,
             )
         )
-        early_bound = svc.concurrency * 60 / a["mnist-mlp"]
         round_text = "; ".join(
-            f"{run.per_min:.0f}/min, a {fmt_s(run.a)}, bound {svc.bound(run):.0f}/min, "
-            f"{run.per_min / svc.bound(run):.1%}"
+            f"{run.per_min:.0f}/min, a {fmt_s(run.a)}, bound {svc.bound(run.a):.0f}/min, {svc.fraction(run):.1%}"
             for run in svc.queued_rounds
         )
         growth = svc.mem_after["rss_mib"] / svc.mem_start["rss_mib"] - 1
@@ -925,15 +927,15 @@ def build_report(
             f"with a measured beside this run ({len(queued.a_beside)} runs just before the resume and just after the "
             f"last grading, the worker idle); fraction {frac:.1%}. "
             + (f"All {rounds} runs, in order: {round_text}. " if rounds > 1 else "")
-            + f"Against the a of the (a) phase ({fmt_s(a['mnist-mlp'])}, minutes earlier): {early_bound:.0f}/min, "
-            f"{queued.per_min / early_bound:.1%}.",
+            + f"Against the a of the (a) phase ({fmt_s(a['mnist-mlp'])}, minutes earlier): "
+            f"{svc.bound(a['mnist-mlp']):.0f}/min, {svc.fraction(queued, a['mnist-mlp']):.1%}.",
             "CPU per grading, queued at once: " + cpu_line(queued, queued.a),
             f"Throughput while uploading (the deadline rush: uploads and gradings share the cores): "
             f"{svc.uploading.n} submissions uploaded at once (4 parallel uploaders) as the worker grades: "
             f"{svc.uploading.per_min:.0f} graded/min from the first POST to the last row's finished_at "
             f"({svc.uploading.db_per_min:.0f}/min by the rows' times); fraction "
-            f"{svc.uploading.per_min * svc.a_beside / (svc.concurrency * 60):.1%} of the bound (with the median a of "
-            f"the queued runs, {fmt_s(svc.a_beside)}).",
+            f"{svc.fraction(svc.uploading, svc.a_beside):.1%} of the bound (with the median a of the queued runs, "
+            f"{fmt_s(svc.a_beside)}).",
             "CPU per grading, while uploading: " + cpu_line(svc.uploading, svc.a_beside),
             f"Worker memory (main + pool children + zygotes + their spare sandboxes, /proc): just started (no zygote yet) RSS "
             f"{svc.mem_cold['rss_mib']:.0f} MiB / PSS {svc.mem_cold['pss_mib']:.0f} MiB; warm (every pool process has "
