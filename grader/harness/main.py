@@ -102,6 +102,27 @@ def _copy_submission(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, symlinks=False, dirs_exist_ok=True)
 
 
+def _copy_failed(src: Path, exc: OSError) -> HarnessError:
+    """The error for a submission that could not be copied to the working directory: the grader's
+    step, not the student's code, so the message says what to change in the zip."""
+    total = 0
+    for dirpath, _, files in os.walk(src):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass
+    mb = f"{total / (1 << 20):.0f} MB"
+    detail = str(exc.args[0][0][2]) if isinstance(exc, shutil.Error) and exc.args[0] else str(exc)
+    return HarnessError(
+        "too_large",
+        f"The grader could not copy your files ({mb} unpacked) into the working folder your code runs "
+        f"in: {detail}. Leave out datasets and other files the model does not need, and upload again.",
+        f"评测无法把你的文件（解压后 {mb}）复制到代码运行的工作目录：{detail}。"
+        f"请去掉数据集等模型不需要的文件后重新上传。",
+    )
+
+
 RESULT_MAGIC = b"HWGRADE-RESULT-1\n"
 RESULT_ALIGN = 64
 
@@ -206,13 +227,22 @@ def main(job_path: str) -> int:
     kind_module = _load_sibling("models" if job["kind"] == "model" else "functions")
 
     _drop_privileges(job)
+    # The copy before the limits: the submission has passed intake's size limits, and a file of it
+    # larger than what the student's code may write (file_mb), a dataset left in the zip say, must
+    # still be copied (under the limit the copy stopped with "File too large", blamed on their code).
+    submission, workdir = Path(job["submission"]), Path(job["workdir"])
+    copy_error: OSError | None = None
+    try:
+        _copy_submission(submission, workdir)
+    except OSError as e:  # shutil.Error too
+        copy_error = e
     _apply_limits(job["limits"])
 
     arrays: dict[str, Any] = {}
     result: dict[str, Any] = {"ok": True, "error": None, "info": {}}
     try:
-        workdir = Path(job["workdir"])
-        _copy_submission(Path(job["submission"]), workdir)
+        if copy_error is not None:
+            raise _copy_failed(submission, copy_error)
         os.chdir(workdir)
         inputs = {name: _load_input(path) for name, path in job["inputs"].items()}
         arrays, info = kind_module.run(job, inputs)

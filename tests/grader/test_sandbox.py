@@ -7,6 +7,7 @@ nothing for the next run to find.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import shutil
@@ -367,6 +368,54 @@ def test_disk_filling_and_writes_outside_are_contained(
 def _free_bytes() -> int:
     st = os.statvfs("/tmp")
     return st.f_bavail * st.f_frsize
+
+
+def _with_limits(monkeypatch: pytest.MonkeyPatch, **changes: Any) -> None:
+    """grade() with these sandbox limits changed (a small file_mb or tmpfs_mb stands in for a large file)."""
+    original = GRADE_MODULE.limits_for
+    monkeypatch.setattr(
+        GRADE_MODULE,
+        "limits_for",
+        lambda spec, device: dataclasses.replace(original(spec, device), **changes),
+    )
+
+
+def test_a_file_larger_than_student_code_may_write_is_still_copied_to_the_working_folder(
+    phone_zip: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A dataset left in the zip may be larger than what the student's code may write (file_mb): the
+    # harness's copy of the submission into the working folder must not be held to that limit (it was,
+    # and the submission failed with "Your code raised Error: ... File too large").
+    _with_limits(monkeypatch, file_mb=1)
+    code = """
+    import os
+    print('DATASET-BYTES', os.path.getsize('train.csv'))
+    try:
+        with open('copy.csv', 'wb') as f:
+            f.write(b'1' * (2 << 20))
+        print('WROTE-2MB')
+    except OSError as e:
+        print('WRITE-STOPPED', e.errno)
+    """
+    dataset = os.urandom(1 << 20).hex()  # 2 MiB of text, which compresses by about half
+    report = run(phone_zip(top=code, extra={"train.csv": dataset}))
+    assert report.status == "graded", report.error
+    assert f"DATASET-BYTES {2 << 20}" in report.logs_tail
+    assert "WRITE-STOPPED 27" in report.logs_tail  # EFBIG: the student's own writes keep the limit
+    assert "WROTE-2MB" not in report.logs_tail
+
+
+def test_a_submission_the_working_folder_cannot_hold_is_too_large_not_a_crash(
+    isolated: str, phone_zip: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _with_limits(monkeypatch, tmpfs_mb=1)
+    report = run(phone_zip(top="print('STUDENT-CODE-RAN')", extra={"train.csv": os.urandom(1 << 20).hex()}))
+    assert report.status == "error"
+    assert report.error is not None and report.error.code == ErrorCode.too_large, report.error
+    assert "(2 MB unpacked)" in report.error.message
+    assert "Leave out datasets" in report.error.message
+    assert "数据集" in report.error.message_zh
+    assert "STUDENT-CODE-RAN" not in report.logs_tail
 
 
 def test_stdout_flood_is_capped(phone_zip: Callable[..., Path]) -> None:
