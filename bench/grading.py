@@ -167,12 +167,21 @@ class RawModel:
         return elapsed, float((pred == self.y).mean())
 
 
-def measure_raw(raw: RawModel, repeats: int, threads: int) -> tuple[Series, float]:
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """This process's torch intra-op threads set to n, and put back after."""
     import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    torch.set_num_threads(n)
     try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def measure_raw(raw: RawModel, repeats: int, threads: int) -> tuple[Series, float]:
+    with torch_threads(threads):
         s = Series()
         s.first, acc = raw.run_once()
         raw.run_once()  # warm-up, excluded
@@ -180,8 +189,6 @@ def measure_raw(raw: RawModel, repeats: int, threads: int) -> tuple[Series, floa
             t, acc = raw.run_once()
             s.runs.append(t)
         return s, acc
-    finally:
-        torch.set_num_threads(before)
 
 
 def forked_run(raw: RawModel) -> float:
@@ -214,15 +221,9 @@ def measure_a_beside(raw: RawModel, runs: int = A_BESIDE_RUNS) -> list[float]:
     the queue loaded, or done): the bound of that run compares runs made seconds apart, as b/a does,
     not with an a measured minutes earlier on a host whose speed drifts. One untimed run first: the
     gradings left this process's caches cold."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         raw.run_once()
         return [raw.run_once()[0] for _ in range(runs)]
-    finally:
-        torch.set_num_threads(before)
 
 
 def measure_side_by_side(
@@ -232,8 +233,6 @@ def measure_side_by_side(
     its own, so that it is as warm as back to back), a_fork, then grade(), so that the host's drift
     (its speed moved by a third within one session here) weighs on all three alike and b/a compares
     runs made seconds apart. -> (a, a's accuracy, a_fork, b_zygote)."""
-    import torch
-
     a, a_fork = Series(), Series()
     accuracy = 0.0
 
@@ -249,12 +248,8 @@ def measure_side_by_side(
             a.runs.append(t)
             a_fork.runs.append(t_fork)
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         b = measure_grade(zip_path, slug, data_dir, "zygote", repeats, None, before_each=before_grading)
-    finally:
-        torch.set_num_threads(before)
     return a, accuracy, a_fork, b
 
 
@@ -696,7 +691,8 @@ class ServiceFigures:
         return ranked[(len(ranked) - 1) // 2]
 
     @property
-    def a_beside(self) -> float:
+    def median_a_beside(self) -> float:
+        """The median of every queued round's a."""
         return common.median([t for run in self.queued_rounds for t in run.a_beside])
 
 
@@ -935,9 +931,9 @@ def build_report(
             f"{svc.uploading.n} submissions uploaded at once (4 parallel uploaders) as the worker grades: "
             f"{svc.uploading.per_min:.0f} graded/min from the first POST to the last row's finished_at "
             f"({svc.uploading.db_per_min:.0f}/min by the rows' times); fraction "
-            f"{svc.fraction(svc.uploading, svc.a_beside):.1%} of the bound (with the median a of the queued runs, "
-            f"{fmt_s(svc.a_beside)}).",
-            "CPU per grading, while uploading: " + cpu_line(svc.uploading, svc.a_beside),
+            f"{svc.fraction(svc.uploading, svc.median_a_beside):.1%} of the bound (with the median a of the queued runs, "
+            f"{fmt_s(svc.median_a_beside)}).",
+            "CPU per grading, while uploading: " + cpu_line(svc.uploading, svc.median_a_beside),
             f"Worker memory (main + pool children + zygotes + their spare sandboxes, /proc): just started (no zygote yet) RSS "
             f"{svc.mem_cold['rss_mib']:.0f} MiB / PSS {svc.mem_cold['pss_mib']:.0f} MiB; warm (every pool process has "
             f"its zygote) RSS {svc.mem_start['rss_mib']:.0f} MiB / PSS {svc.mem_start['pss_mib']:.0f} MiB; after "
