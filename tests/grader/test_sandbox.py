@@ -804,8 +804,13 @@ def test_a_slot_removes_the_run_directories_a_killed_holder_left(
     mode: str, phone_zip: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A worker killed mid-evaluation leaves its run directory; the next holder of that uid slot
-    # removes it (and only the run directories of its own slot).
-    root = sandbox.run_dir_root() if mode != "rlimits" else Path(tempfile.gettempdir())
+    # removes it (and only the run directories of its own slot). The root is this test's own, on
+    # the filesystem the mode uses: slots are machine-wide, so a grader in another process (another
+    # test session, `hwgrade check`) holding another slot would remove that slot's stale directory
+    # from the shared root while this test runs.
+    shared_root = sandbox.run_dir_root() if mode != "rlimits" else Path(tempfile.gettempdir())
+    root = Path(tempfile.mkdtemp(prefix="hwgrade-test-runs-", dir=shared_root))
+    root.chmod(0o711)  # as the shared roots: the slot uid traverses it in the fallback mode
     stale = {n: root / f"{sandbox.RUN_DIR_PREFIX}{n}-left" for n in range(sandbox.UID_SLOTS)}
     used: list[int] = []
     real_acquire = sandbox.acquire_slot
@@ -819,14 +824,13 @@ def test_a_slot_removes_the_run_directories_a_killed_holder_left(
     try:
         for path in stale.values():
             (path / "job").mkdir(parents=True)
-        report = run(phone_zip(name="after-a-crash.zip"))
+        report = grade(phone_zip(name="after-a-crash.zip"), SPEC, work_root=root)
         assert report.status == "graded", report.error
         assert len(used) == 1
         assert not stale[used[0]].exists()
         assert all(path.exists() for n, path in stale.items() if n != used[0])
     finally:
-        for path in stale.values():
-            shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_grading_removes_what_a_killed_grader_left(
