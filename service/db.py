@@ -25,6 +25,16 @@ NAMING_CONVENTION = {
 }
 
 
+# The id columns are INTEGER: int4 in Postgres, where a larger value bound to them is an error
+# ("integer out of range"), not a row that does not exist. Ids from a URL are checked against it.
+ID_MAX = 2**31 - 1
+
+
+def is_row_id(n: int) -> bool:
+    """Whether `n` could be the id of a row (1..ID_MAX); any other is an id that does not exist."""
+    return 0 < n <= ID_MAX
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

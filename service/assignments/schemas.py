@@ -29,7 +29,7 @@ class AssignmentUpdate(BaseModel):
     title_zh: str | None = Field(default=None, max_length=200)
     # With an offset, e.g. 2026-12-01T23:59:00+08:00; stored and returned in UTC.
     deadline: AwareDatetime | None = None
-    daily_limit: int | None = Field(default=None, ge=0)
+    daily_limit: int | None = Field(default=None, ge=0, le=1_000_000)  # the column is INTEGER
     pass_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     queue: Literal["grading", "gpu"] | None = None
     late_policy: LatePolicy | None = None

@@ -39,7 +39,7 @@ from grader.intake import sniff_archive_kind
 from grader.report import ErrorCode, GradeReport
 from service.assignments.models import Assignment, LatePolicy
 from service.config import Settings
-from service.db import utcnow
+from service.db import ID_MAX, is_row_id, utcnow
 from service.errors import DailyLimitReached, DeadlinePassed, EmptyFile, NotAZip, TooLarge, WrongArchiveKind
 from service.leaderboards.service import enter_result
 from service.storage import BlobStore, BlobTooLarge
@@ -58,6 +58,8 @@ _REPACK = (
 def get(session: Session, submission_id: int) -> Submission | None:
     """One submission with its owner, assignment and result in one query (the result's default
     selectin load, right for lists, would take a second round trip for a single row)."""
+    if not is_row_id(submission_id):
+        return None
     return session.scalar(_get_statement(), {"submission_id": submission_id})
 
 
@@ -111,7 +113,7 @@ def list_summaries_for_owner(
     )
     if assignment is not None:
         stmt = stmt.where(Submission.assignment_id == assignment.id)
-    if before_id is not None:
+    if before_id is not None and before_id <= ID_MAX:  # every id is below a larger one
         stmt = stmt.where(Submission.id < before_id)
     return list(session.execute(stmt.order_by(Submission.id.desc()).limit(limit)))
 

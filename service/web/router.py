@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from service.assignments import service as assignments_service
 from service.assignments.models import Assignment
+from service.db import is_row_id
 from service.deps import SessionDep, SettingsDep
 from service.leaderboards import service as boards
 from service.storage import BlobStore
@@ -345,7 +346,7 @@ def download_attachment(
 @router.get("/ui/students/{user_id}", response_class=HTMLResponse)
 def student_page(request: Request, user_id: int, session: SessionDep, user: WebInstructor) -> HTMLResponse:
     """All submissions of one student, best scores per assignment and a score-over-time plot."""
-    student = session.get(User, user_id)
+    student = session.get(User, user_id) if is_row_id(user_id) else None
     if student is None:
         return not_found(request, user, f"No user {user_id}.", f"没有编号为 {user_id} 的用户。")
     submissions = submissions_service.list_for_owner(session, student)

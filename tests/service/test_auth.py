@@ -102,6 +102,10 @@ def test_instructor_updates_course_rules(client: TestClient, db: Session) -> Non
     assert body["deadline"].startswith("2026-12-01T15:59:00")  # stored and shown in UTC
     db.refresh(assignment)
     assert assignment.grading_spec().pass_threshold == 0.9
+    # A limit the INTEGER column cannot hold is a 422 that says so, not a 500 from the database.
+    huge = client.patch("/api/v1/assignments/phone-price", json={"daily_limit": 2**31}, headers=auth(teacher))
+    assert huge.status_code == 422, huge.text
+    assert "daily_limit" in huge.json()["detail"] and "1000000" in huge.json()["detail"]
 
 
 def test_submission_listing_by_instructor_shows_owner(client: TestClient, db: Session) -> None:
@@ -113,3 +117,21 @@ def test_submission_listing_by_instructor_shows_owner(client: TestClient, db: Se
     rows = client.get("/api/v1/assignments/activations/submissions", headers=auth(teacher)).json()
     assert [(r["id"], r["owner"]) for r in rows] == [(sub_id, alice_user.student_number)]
     assert db.get(Submission, sub_id) is not None
+
+
+def test_ids_beyond_any_row_are_404_and_a_page_from_beyond_them_is_the_first(
+    client: TestClient, db: Session
+) -> None:
+    # An id no integer column holds (2**63 and up overflow SQLite's INTEGER and Postgres' bigint)
+    # is a JSON 404 like any id that does not exist, not a 500 from the database driver.
+    create_assignment(db)
+    _, alice = create_user(db)
+    db.commit()
+    sub_id = _upload(client, alice)
+    for huge in (2**31, 2**63 - 1, 2**63, 10**30):
+        resp = client.get(f"/api/v1/submissions/{huge}", headers=auth(alice))
+        assert resp.status_code == 404, (huge, resp.text)
+        assert resp.json()["error"] == "not_found" and resp.json()["detail_zh"]
+        page = client.get(f"/api/v1/me/submissions?before_id={huge}", headers=auth(alice))
+        assert page.status_code == 200, (huge, page.text)
+        assert [row["id"] for row in page.json()] == [sub_id]

@@ -308,7 +308,12 @@ def test_assignment_page_has_both_boards_and_the_histogram(ui: TestClient, cours
 
 
 def test_unknown_pages_are_html_404s(ui: TestClient) -> None:
-    for path in ("/ui/assignments/nope", "/ui/submissions/999999", "/ui/students/999999"):
+    paths = ["/ui/assignments/nope", "/ui/submissions/999999", "/ui/students/999999"]
+    # Ids no INTEGER column holds are pages that do not exist too, not a database error.
+    for huge in (2**31, 2**63):
+        paths += [f"/ui/submissions/{huge}", f"/ui/submissions/{huge}/zip", f"/ui/students/{huge}"]
+        paths.append(f"/ui/submissions/{huge}/attachment?name=a.jpg")
+    for path in paths:
         response = ui.get(path)
         assert response.status_code == 404 and "Not found 未找到" in response.text, path
 
