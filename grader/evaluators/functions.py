@@ -250,11 +250,14 @@ def _plan_activations(plan: _Plan) -> None:
         ("random 2-D", rng.normal(scale=3.0, size=(4, 5)), {}),
         ("axis=0", rng.normal(scale=3.0, size=(4, 5)), {"axis": 0}),
         ("±1000 stays finite", np.array([[1000.0, 999.0, -1000.0], [-1000.0, -999.0, -1000.0]]), {}),
+        # A batch of sequences: the default axis is the last one whatever the rank (a softmax that
+        # special-cases 1-D and 2-D, axis=1 say, is wrong here).
+        ("random 3-D", rng.normal(scale=3.0, size=(2, 3, 4)), {}),
     ]
     for case, x, kw in softmax_cases:
         oid = plan.call("softmax", [x], kw)
         variants = []
-        if x.ndim == 2:
+        if x.ndim >= 2:
             whole = np.exp(x - x.max()) / np.exp(x - x.max()).sum()
             variants.append(
                 _Variant(
@@ -266,17 +269,20 @@ def _plan_activations(plan: _Plan) -> None:
                     ),
                 )
             )
-            other_axis = 0 if kw.get("axis", -1) in (-1, 1) else -1
-            variants.append(
-                _Variant(
-                    ref_act.softmax(x, axis=other_axis),
-                    _m(
-                        f"softmax used the wrong axis: use the `axis` argument (here {kw.get('axis', -1)}), "
-                        "default -1 (each row sums to 1).",
-                        f"softmax 用错了轴：请使用参数 `axis`（此处为 {kw.get('axis', -1)}），默认 -1（每行之和为 1）。",
-                    ),
+            axis = kw.get("axis", -1) % x.ndim
+            for other_axis in (a for a in range(x.ndim) if a != axis):
+                variants.append(
+                    _Variant(
+                        ref_act.softmax(x, axis=other_axis),
+                        _m(
+                            f"softmax used the wrong axis ({other_axis} for a {x.ndim}-D input): use the `axis` "
+                            f"argument (here {kw.get('axis', -1)}), default -1, the last axis whatever the rank "
+                            "(each row sums to 1).",
+                            f"softmax 用错了轴（{x.ndim} 维输入用了轴 {other_axis}）：请使用参数 `axis`"
+                            f"（此处为 {kw.get('axis', -1)}），默认 -1，即无论几维都是最后一个轴（每行之和为 1）。",
+                        ),
+                    )
                 )
-            )
         plan.checks.append(
             _Check(
                 name=f"softmax: {case}",
@@ -436,7 +442,7 @@ def _plan_backprop(plan: _Plan) -> None:
         loss, grad = softmax_cross_entropy(logits, labels)
         n = logits.shape[0]
         oid = plan.call("softmax_cross_entropy", [logits, labels.astype(np.int64)])
-        shown = _input_display({"logits": logits, "labels": labels})
+        shown = _input_display({"logits": logits, "labels": labels.astype(np.int64)})
         mean_hint = _m(
             "The loss and dlogits are the mean over the batch: divide the summed loss and the gradient "
             "(softmax - onehot) by n.",
@@ -455,6 +461,7 @@ def _plan_backprop(plan: _Plan) -> None:
                         _Part(
                             key=f"{oid}.{i}",
                             label=f"{label} (item {i} of the returned tuple)",
+                            label_zh=f"{label}（返回的元组的第 {i} 项）",
                             expected=np.asarray(exp_value, dtype=np.float64),
                             variants=ce_variants,
                         )
@@ -779,6 +786,13 @@ def _show(a: Any, limit: int = 12, digits: int = 10) -> Any:
         return [_show(v, limit, digits) for v in a]
     if not isinstance(a, np.ndarray | np.generic):
         return a
+    if np.asarray(a).dtype.kind in "biu":  # class labels, say: shown as the integers they are
+        ints = np.asarray(a)
+        return (
+            ints.tolist()
+            if ints.size <= limit
+            else {"shape": list(ints.shape), "first": ints.reshape(-1)[:6].tolist()}
+        )
     arr = np.asarray(a, dtype=np.float64)
     if arr.size <= limit:
         if arr.ndim == 0:
@@ -928,11 +942,18 @@ def _evaluate(
                 ),
             )
         where = rec.get("where")
-        hint = next((h for pat, h in check.error_hints if pat.search(error)), None) or check.hint
-        hint = hint or _m(
-            f"Run it yourself on the input shown (float64 NumPy arrays) to reproduce the error: "
-            f"{SIGNATURES[check.func]}.",
-            f"请用上面显示的输入（float64 NumPy 数组）自己运行一遍以复现错误：{SIGNATURES[check.func]}。",
+        hint = _exit_hint(check, error) or next(
+            (h for pat, h in check.error_hints if pat.search(error)), None
+        )
+        hint = (
+            hint
+            or check.hint
+            or _m(
+                f"Run it yourself on the input shown (float64 NumPy arrays; integer ones, such as labels, int64) "
+                f"to reproduce the error: {SIGNATURES[check.func]}.",
+                f"请用上面显示的输入（float64 NumPy 数组；整数输入如 labels 为 int64）自己运行一遍以复现错误："
+                f"{SIGNATURES[check.func]}。",
+            )
         )
         return _Outcome(
             False,
@@ -947,9 +968,39 @@ def _evaluate(
     return _Outcome(True)
 
 
+def _exit_hint(check: _Check, error: str) -> Message | None:
+    """The hint for a function that ended the program instead of returning (SystemExit from exit()
+    or sys.exit(), or a KeyboardInterrupt raised by hand)."""
+    if not error.startswith(("SystemExit", "KeyboardInterrupt")):
+        return None
+    return _m(
+        f"{check.func} ended the program ({error.split(':')[0]}) instead of returning: remove exit(), "
+        f"sys.exit() and raise KeyboardInterrupt from it and return the result, {SIGNATURES[check.func]}.",
+        f"{check.func} 结束了程序（{error.split(':')[0]}）而没有返回：请删去其中的 exit()、sys.exit() 和 "
+        f"raise KeyboardInterrupt，并返回结果：{SIGNATURES[check.func]}。",
+    )
+
+
+def _float32_hint(rec: dict[str, Any], got: np.ndarray, exp: np.ndarray) -> Message | None:
+    """The hint for a result computed in float32 or float16 (right to that precision): the checks are
+    float64 at rtol 1e-6, the precision of the float64 inputs."""
+    returned = str(rec.get("returned") or "")
+    low = next((t for t in ("float16", "float32", "bfloat16") if t in returned.split()), None)
+    if low is None or not np.allclose(got, exp, rtol=1e-2, atol=1e-5, equal_nan=True):
+        return None
+    return _m(
+        f"The result is {low}, which keeps about {3 if low != 'float32' else 7} significant digits; the "
+        "checks compare float64 values to 1e-6. Compute in float64: keep the inputs' dtype (no "
+        ".astype(np.float32), no torch.float32 tensors) and return a float64 array.",
+        f"结果是 {low}，只保留约 {3 if low != 'float32' else 7} 位有效数字；检查按 float64 比较，相对误差 1e-6。"
+        "请用 float64 计算：保持输入的 dtype（不要 .astype(np.float32)，不要用 torch.float32 张量），并返回 float64 数组。",
+    )
+
+
 def _compare_part(check: _Check, part: _Part, rec: dict[str, Any], arrays: dict[str, np.ndarray]) -> _Outcome:
     got = arrays.get(part.key)
     exp = part.expected
+    label_zh = part.label_zh or part.label
     if got is None:
         kind = rec.get("kind")
         if kind == "dict":
@@ -957,13 +1008,21 @@ def _compare_part(check: _Check, part: _Part, rec: dict[str, Any], arrays: dict[
             return _Outcome(
                 False,
                 f"{check.call} returned a dict without {part.label} (keys: {keys}).",
-                f"{check.call} 返回的 dict 中缺少 {part.label}（现有键：{keys}）。",
+                f"{check.call} 返回的 dict 中缺少 {label_zh}（现有键：{keys}）。",
+                hint=_signature_hint(check.func),
+            )
+        if kind == "tuple" and part.key == check.op:
+            return _Outcome(
+                False,
+                f"{check.call} returned a {rec.get('returned')} of several values; it should return one "
+                "array (a NumPy array or a torch tensor).",
+                f"{check.call} 返回了包含多个值的 {rec.get('returned')}；应返回一个数组（NumPy 数组或 torch 张量）。",
                 hint=_signature_hint(check.func),
             )
         return _Outcome(
             False,
             f"{check.call} returned {rec.get('returned')}; {part.label} was expected.",
-            f"{check.call} 返回了 {rec.get('returned')}；需要的是 {part.label}。",
+            f"{check.call} 返回了 {rec.get('returned')}；需要的是 {label_zh}。",
             hint=_signature_hint(check.func),
         )
     if exp.ndim == 0 and got.size == 1:
@@ -974,18 +1033,24 @@ def _compare_part(check: _Check, part: _Part, rec: dict[str, Any], arrays: dict[
             hint = _m(
                 f"The values are right but transposed: {part.label} must have shape {exp.shape}, like the "
                 "weight (nn.Linear layout (out, in)).",
-                f"数值正确但转置了：{part.label} 的形状应为 {exp.shape}，与权重相同（nn.Linear 布局 (out, in)）。",
+                f"数值正确但转置了：{label_zh} 的形状应为 {exp.shape}，与权重相同（nn.Linear 布局 (out, in)）。",
             )
         elif got.size == exp.size and np.allclose(got.reshape(exp.shape), exp, rtol=RTOL, atol=ATOL):
+            bias = part.label in ('result["b1"]', 'result["b2"]')
             hint = _m(
-                f"The values are right but the shape is {got.shape}; return shape {exp.shape} "
-                "(e.g. sum over axis 0 without keepdims for a bias gradient).",
-                f"数值正确但形状为 {got.shape}；应返回形状 {exp.shape}（例如偏置梯度沿 axis 0 求和时不要 keepdims）。",
+                f"The values are right but the shape is {got.shape}; return shape {exp.shape}"
+                + (
+                    " (sum over axis 0 without keepdims for a bias gradient)."
+                    if bias
+                    else " (the input's shape)."
+                ),
+                f"数值正确但形状为 {got.shape}；应返回形状 {exp.shape}"
+                + ("（偏置梯度沿 axis 0 求和时不要 keepdims）。" if bias else "（与输入的形状相同）。"),
             )
         return _Outcome(
             False,
             f"{check.call}: {part.label} has shape {got.shape}, expected {exp.shape}.",
-            f"{check.call}：{part.label} 的形状为 {got.shape}，应为 {exp.shape}。",
+            f"{check.call}：{label_zh} 的形状为 {got.shape}，应为 {exp.shape}。",
             got=_show(got),
             hint=hint,
         )
@@ -1002,6 +1067,7 @@ def _compare_part(check: _Check, part: _Part, rec: dict[str, Any], arrays: dict[
     )
     if hint is None and check.nonfinite_hint is not None and not np.all(np.isfinite(got)):
         hint = check.nonfinite_hint
+    hint = hint or _float32_hint(rec, got, exp)
     if (
         hint is None
         and got.ndim == 2
@@ -1010,7 +1076,7 @@ def _compare_part(check: _Check, part: _Part, rec: dict[str, Any], arrays: dict[
     ):
         hint = _m(
             f"{part.label} is transposed: with the nn.Linear layout (out, in) it is delta.T @ input.",
-            f"{part.label} 转置了：在 nn.Linear 布局 (out, in) 下应为 delta.T @ input。",
+            f"{label_zh} 转置了：在 nn.Linear 布局 (out, in) 下应为 delta.T @ input。",
         )
     hint = hint or check.hint
     bad = np.argwhere(~close)[0]
@@ -1022,7 +1088,7 @@ def _compare_part(check: _Check, part: _Part, rec: dict[str, Any], arrays: dict[
             f"expected {_fmt(exp[step])}, got {_fmt(got[step])}."
         )
         zh = (
-            f"{check.call}：{part.label_zh or part.label} 在第 {step + 1} 步（共 {exp.shape[0]} 步）之后开始不同："
+            f"{check.call}：{label_zh} 在第 {step + 1} 步（共 {exp.shape[0]} 步）之后开始不同："
             f"应为 {_fmt(exp[step])}，实际为 {_fmt(got[step])}。"
         )
         return _Outcome(False, en, zh, got=_show(got[step]), hint=hint, expected=_show(exp[step]))
@@ -1037,8 +1103,20 @@ def _compare_part(check: _Check, part: _Part, rec: dict[str, Any], arrays: dict[
             f"实际为 {got[idx]:.8g}（{exp.size} 个值中有 {int((~close).sum())} 个不同）。"
         )
         return _Outcome(False, en, zh, got=_show(got), hint=hint)
+    if exp.size > 12:  # too many values to read in a sentence: the first that differs, as above
+        at = ", ".join(map(str, idx))
+        differ = int((~close).sum())
+        en = (
+            f"{check.call}: {part.label}[{at}] expected {exp[idx]:.8g}, got {got[idx]:.8g} "
+            f"({differ} of {exp.size} values differ)."
+        )
+        zh = (
+            f"{check.call}：{label_zh}[{at}] 应为 {exp[idx]:.8g}，实际为 {got[idx]:.8g}"
+            f"（{exp.size} 个值中有 {differ} 个不同）。"
+        )
+        return _Outcome(False, en, zh, got=_show(got), hint=hint)
     en = f"{check.call}: {part.label} expected {_fmt(exp)}, got {_fmt(got)}."
-    zh = f"{check.call}：{part.label} 应为 {_fmt(exp)}，实际为 {_fmt(got)}。"
+    zh = f"{check.call}：{label_zh} 应为 {_fmt(exp)}，实际为 {_fmt(got)}。"
     return _Outcome(False, en, zh, got=_show(got), hint=hint)
 
 

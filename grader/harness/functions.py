@@ -19,7 +19,9 @@ Arrays are passed as fresh copies, so a function that mutates its input affects 
 Outputs (float64 arrays, keyed by op id)
 ----------------------------------------
     call returning an array or a scalar   "<id>"
-    call returning a tuple or list        "<id>.<i>"      one per item (an item may be a numeric list)
+    call returning a tuple or list        "<id>.<i>"      one per item (an item may be a numeric list);
+                                          a list of numbers, or of such lists all of one length
+                                          (ndarray.tolist()), is one array: "<id>"
     call returning a dict                 "<id>.<key>"    for str keys made of [A-Za-z0-9_], up to 40
     optimizer                             "<id>.<instance>.<param>"  stacked over that instance's
                                           steps: shape (n_steps, *param.shape), the parameter array
@@ -61,6 +63,12 @@ MAX_ELEMENTS = 1_000_000
 MAX_ITEMS = 32
 _KEY = re.compile(r"^[A-Za-z0-9_]{1,40}$")
 _SKIP_DIRS = {"__MACOSX", "__pycache__", "node_modules", "venv", ".venv", "site-packages"}
+
+
+# What a student's function may raise and fail only its own checks: sys.exit() or exit() inside a
+# function (SystemExit) and a stray KeyboardInterrupt too, not just Exception. MemoryError is re-raised
+# first: the whole evaluation is then out of memory.
+_RAISED = (Exception, SystemExit, KeyboardInterrupt)
 
 
 class _Unconvertible(Exception):
@@ -167,9 +175,21 @@ def to_float64(value: Any) -> np.ndarray:
     return np.array(arr, dtype=np.float64, copy=True)
 
 
+def _numeric_list(value: list[Any], depth: int = 0) -> bool:
+    """A list of Python numbers, or of such lists all of one length (what ndarray.tolist() gives):
+    one array, not a tuple of results ([loss, dlogits] with an array or a number beside a list is)."""
+    if depth > 8:
+        return False
+    if all(isinstance(v, bool | int | float) for v in value):
+        return True
+    if not all(isinstance(v, list) for v in value) or len({len(v) for v in value}) != 1:
+        return False
+    return all(_numeric_list(v, depth + 1) for v in value)
+
+
 def _type_name(value: Any) -> str:
     if isinstance(value, torch.Tensor):
-        return f"torch.Tensor{tuple(value.shape)}"
+        return f"torch.Tensor{tuple(value.shape)} {str(value.dtype).removeprefix('torch.')}"
     if isinstance(value, np.ndarray):
         return f"ndarray{value.shape} {value.dtype}"
     return type(value).__name__
@@ -202,15 +222,13 @@ def _run_call(
         result = func(*args, **kwargs)
     except MemoryError:
         raise
-    except Exception as e:
+    except _RAISED as e:
         rec["error"] = _error(e)
         return rec
     rec["returned"] = _type_name(result)
     out: dict[str, np.ndarray] = {}
     try:
-        if isinstance(result, tuple | list) and not (
-            isinstance(result, list) and all(isinstance(v, bool | int | float) for v in result)
-        ):
+        if isinstance(result, tuple | list) and not (isinstance(result, list) and _numeric_list(result)):
             rec["kind"] = "tuple"
             if len(result) > MAX_ITEMS:
                 raise _Unconvertible(f"a {type(result).__name__} of {len(result)} items")
@@ -230,7 +248,7 @@ def _run_call(
     except _Unconvertible as e:
         rec["error"] = f"returned {e}"
         return rec
-    except Exception as e:  # a student object's __array__ or __len__ may raise anything
+    except _RAISED as e:  # a student object's __array__ or __len__ may raise anything
         rec["error"] = f"returned {rec['returned']} that could not be read: {_error(e)}"
         return rec
     arrays.update(out)
@@ -264,7 +282,7 @@ def _run_optimizer(
             instances.append(cls(params, *args, **kwargs))
         except MemoryError:
             raise
-        except Exception as e:
+        except _RAISED as e:
             rec["error"] = _error(e)
             rec["where"] = f"{spec['cls']}(...)"
             return rec
@@ -279,7 +297,7 @@ def _run_optimizer(
             instances[i].step(grads)
         except MemoryError:
             raise
-        except Exception as e:
+        except _RAISED as e:
             rec["error"] = _error(e)
             rec["where"] = f"call number {n + 1} of step()"
             return rec

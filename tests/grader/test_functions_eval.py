@@ -31,7 +31,7 @@ from tests.grader.harness_result import MAIN, written
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "reference" / "examples"
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "functions"
-CHECK_COUNTS = {"activations": 29, "backprop": 28, "optimizers": 27}
+CHECK_COUNTS = {"activations": 30, "backprop": 28, "optimizers": 27}
 
 # The deliberately wrong submissions overflow on purpose.
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -123,6 +123,13 @@ def test_torch_tensors_returned_are_accepted(kind: str, fixture: str, tmp_path: 
     assert scored.passed
 
 
+def test_lists_returned_are_one_array_at_every_rank(tmp_path: Path) -> None:
+    # ndarray.tolist() gives nested lists for 2-D and 3-D inputs: one array each, not a tuple of rows.
+    scored = grade_dir("activations", FIXTURES / "activations_tolist", tmp_path)
+    assert failing(scored) == set()
+    assert scored.score == 1.0
+
+
 # ---------------------------------------------------------------------------- wrong submissions
 
 FB_CASES = ["worked example", "zero weights", "random batch of 4", "random batch of 8"]
@@ -154,8 +161,28 @@ EXPECTED: dict[str, tuple[str, set[str], list[str]]] = {
         _all("sigmoid_grad", ["zeros", "random 1-D", "random 2-D"])
         | _all("tanh_grad", ["zeros", "random 1-D", "random 2-D"])
         | _all("relu", ["zeros", "random 1-D", "random 2-D"])
-        | _all("softmax", ["zeros", "random 1-D", "random 2-D", "axis=0", "±1000 stays finite"]),
+        | _all(
+            "softmax", ["zeros", "random 1-D", "random 2-D", "axis=0", "±1000 stays finite", "random 3-D"]
+        ),
         ["it receives x, not sigmoid(x)", "Define tanh_grad(x)", "Return numbers", "reproduce the error"],
+    ),
+    "activations_exit_in_function": (
+        "activations",
+        _all("relu", ["zeros", "random 1-D", "random 2-D"])
+        | _all(
+            "softmax", ["zeros", "random 1-D", "random 2-D", "axis=0", "±1000 stays finite", "random 3-D"]
+        ),
+        ["relu ended the program (SystemExit)", "softmax ended the program (KeyboardInterrupt)"],
+    ),
+    "activations_float32": (
+        "activations",
+        _all("sigmoid_grad", ["random 1-D", "random 2-D"]) | _all("tanh_grad", ["random 1-D", "random 2-D"]),
+        ["The result is float32", "Compute in float64"],
+    ),
+    "activations_softmax_2d_only": (
+        "activations",
+        {"softmax: random 3-D"},
+        ["the last axis whatever the rank"],
     ),
     "backprop_transposed": (
         "backprop",
@@ -231,6 +258,13 @@ def test_failed_check_shows_small_input_expected_and_got(tmp_path: Path) -> None
     scored = grade_dir("activations", FIXTURES / "activations_naive_softmax", tmp_path / "b")
     check = next(c for c in scored.checks if not c.passed)
     assert check.got == [["nan", "nan", 0.0], ["nan", "nan", "nan"]]  # JSON-safe
+
+    # Class labels are shown as the int64 indices they were passed as (floats would not index an
+    # array when the student reruns the call), and the Chinese message names the item in Chinese.
+    scored = grade_dir("backprop", FIXTURES / "backprop_mean_naive_ce", tmp_path / "c")
+    check = next(c for c in scored.checks if c.name == "softmax_cross_entropy: ±1000 stays finite, loss")
+    assert check.input["labels"] == [2, 0] and all(type(v) is int for v in check.input["labels"])
+    assert "（返回的元组的第 0 项）" in check.message_zh and "item 0" not in check.message_zh
 
 
 def test_trajectory_failure_names_the_first_diverging_step(tmp_path: Path) -> None:
