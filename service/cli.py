@@ -214,6 +214,23 @@ def cmd_assignments(args: argparse.Namespace) -> int:
 # --- student side: submit / check ----------------------------------------------------------------
 
 
+def _zip_file_problem(path: Path) -> str | None:
+    """Why `path` cannot be the zip a student submits or checks (a mistyped path, a folder), in
+    English and Chinese; None if it is a readable file (whether it is a zip is the grader's call)."""
+    if path.is_dir():
+        return (
+            f"error: {path} is a folder; zip it first and give the .zip file\n"
+            f"    {path} 是一个文件夹；请先把它压缩成 .zip，再指定该 .zip 文件"
+        )
+    if not path.is_file():
+        return (
+            f"error: no file {path}; check the path and the name\n    找不到文件 {path}；请检查路径和文件名"
+        )
+    if not os.access(path, os.R_OK):
+        return f"error: {path} cannot be read (permissions)\n    无法读取 {path}（没有读取权限）"
+    return None
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     import httpx
 
@@ -225,6 +242,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
         return 2
     headers = {"Authorization": f"Bearer {token}"}
     zip_path: Path = args.zip
+    if problem := _zip_file_problem(zip_path):
+        print(problem, file=sys.stderr)
+        return 2
     with httpx.Client(base_url=args.server.rstrip("/"), timeout=120.0, headers=headers) as client:
         try:
             with zip_path.open("rb") as fh:
@@ -283,6 +303,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         spec = get_assignment(args.assignment)
     except KeyError as exc:
         print(f"error: {exc.args[0]}", file=sys.stderr)
+        return 2
+    if problem := _zip_file_problem(args.zip):
+        print(problem, file=sys.stderr)
         return 2
     report = grader.grade(args.zip, spec, data_dir=settings.data_dir, device=resolve_device(settings.device))
     if args.json:

@@ -145,6 +145,21 @@ def test_check_unknown_assignment(home: Path, capsys: pytest.CaptureFixture[str]
     assert "unknown assignment" in capsys.readouterr().err
 
 
+def test_check_and_submit_of_a_path_that_is_no_file_say_so(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A mistyped path is the student's to fix, not "The grader failed on its own side" with a traceback.
+    missing, folder = home / "hw2.zip", home / "hw2"
+    folder.mkdir()
+    for command in (["check"], ["submit", "--token", "hwg_x", "--server", "http://127.0.0.1:9"]):
+        assert main([*command, str(missing), "-a", "activations"]) == 2
+        err = capsys.readouterr().err
+        assert f"no file {missing}" in err and "找不到文件" in err and "Traceback" not in err
+        assert main([*command, str(folder), "-a", "activations"]) == 2
+        err = capsys.readouterr().err
+        assert "is a folder; zip it first" in err and "请先把它压缩成 .zip" in err
+
+
 FIXTURES = Path(__file__).resolve().parents[1] / "grader" / "fixtures" / "functions"
 
 
