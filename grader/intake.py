@@ -11,8 +11,10 @@ Error codes:
   Encryption is `not_a_zip` rather than `unsafe_archive`: a password is an innocent mistake and the
   fix is the same as for any unreadable zip, re-pack it.
 - `unsafe_archive`: absolute paths, `..`, drive letters, control characters in names, symlinks,
-  device/FIFO/socket entries, names that collide after normalisation, names or paths too long,
-  directories nested too deep, overlapping entries.
+  device/FIFO/socket entries, names that collide after normalisation, a file the grader may use
+  (code, weights, data) whose name or path is too long to unpack (an attachment such as a photo with
+  such a name is listed and kept in the zip, not unpacked), directories nested too deep, overlapping
+  entries.
 - `too_large`: the zip file, the total unpacked size, the number of entries or the compression ratio
   over `IntakeLimits`, or an entry that unpacks to more bytes than its header declares.
 """
@@ -295,6 +297,9 @@ class _Entry:
     name: str  # decoded, as shown to the student
     parts: tuple[str, ...]  # normalised path components
     is_dir: bool
+    # A name too long for the filesystem on an attachment (or a folder): listed, kept in the stored
+    # zip for the instructor, not unpacked (nothing graded reads it).
+    kept_in_zip: bool = False
 
 
 def _plan(zf: zipfile.ZipFile, zip_size: int, limits: IntakeLimits) -> list[_Entry]:
@@ -340,11 +345,8 @@ def _check_entry(info: zipfile.ZipInfo, limits: IntakeLimits) -> _Entry:
         raise _unsafe(
             shown, "it contains '..' and would land outside the folder", "它包含 '..'，会解压到文件夹之外"
         )
-    if (
-        any(len(p.encode("utf-8")) > _NAME_MAX_BYTES for p in parts)
-        or len(path.encode("utf-8")) > _PATH_MAX_BYTES
-    ):
-        raise _unsafe(shown, "its name is too long", "它的名字太长")
+    longest = max((len(p.encode("utf-8")) for p in parts), default=0)
+    too_long = longest > _NAME_MAX_BYTES or len(path.encode("utf-8")) > _PATH_MAX_BYTES
     if len(parts) > limits.max_depth:
         raise _unsafe(
             shown,
@@ -368,6 +370,8 @@ def _check_entry(info: zipfile.ZipInfo, limits: IntakeLimits) -> _Entry:
     is_dir = path.endswith("/") or ftype == stat.S_IFDIR
     if not is_dir and not parts:
         raise _unsafe(shown, "it has an empty name", "它的名字为空")
+    if too_long and not (is_dir or _is_attachment(path)):
+        raise _name_too_long(shown, longest, len(path.encode("utf-8")))
     if not is_dir and (info.compress_type not in _SUPPORTED_METHODS or info.flag_bits & _PATCHED_FLAG):
         method = _METHOD_NAMES.get(info.compress_type, f"method {info.compress_type}")
         if info.flag_bits & _PATCHED_FLAG:
@@ -379,7 +383,7 @@ def _check_entry(info: zipfile.ZipInfo, limits: IntakeLimits) -> _Entry:
             f"{shown} 使用了 {method} 压缩方式，评分系统不支持。请使用标准 zip 格式（Deflate，"
             "各种压缩工具的默认设置）重新打包。" + _REPACK_ZH,
         )
-    return _Entry(info=info, name=name, parts=parts, is_dir=is_dir)
+    return _Entry(info=info, name=name, parts=parts, is_dir=is_dir, kept_in_zip=too_long)
 
 
 def _decode_name(info: zipfile.ZipInfo) -> str:
@@ -494,6 +498,8 @@ def _extract(zf: zipfile.ZipFile, entries: list[_Entry], dest: Path, limits: Int
     try:
         written_total = 0
         for e in entries:
+            if e.kept_in_zip:
+                continue
             target = _inside(dest, e.parts)
             if e.is_dir:
                 _make_dirs(dest, e.parts)
@@ -506,8 +512,9 @@ def _extract(zf: zipfile.ZipFile, entries: list[_Entry], dest: Path, limits: Int
         raise
     top = _top_folder(entries)
     skip = 1 if top is not None else 0
-    files = sorted("/".join(e.parts[skip:]) for e in entries if not e.is_dir)
-    attachments = [f for f in files if _is_attachment(f)]
+    files = sorted("/".join(e.parts[skip:]) for e in entries if not e.is_dir and not e.kept_in_zip)
+    kept = ["/".join(e.parts[skip:]) for e in entries if not e.is_dir and e.kept_in_zip]
+    attachments = sorted([f for f in files if _is_attachment(f)] + kept)
     root = dest / top if top is not None else dest
     return Unpacked(root=root, files=files, attachments=attachments, top_folder=top)
 
@@ -622,6 +629,26 @@ def _unsafe(shown: str, why_en: str, why_zh: str) -> GradeError:
         ErrorCode.unsafe_archive,
         f"The zip contains an unsafe entry {shown}: {why_en}. " + _SAFE_EN,
         f"压缩包中有不安全的条目 {shown}：{why_zh}。" + _SAFE_ZH,
+    )
+
+
+def _name_too_long(shown: str, longest: int, total: int) -> GradeError:
+    what_en = (
+        f"a file or folder name in it has {longest} bytes (at most {_NAME_MAX_BYTES}: about 85 Chinese "
+        "characters or 255 Latin letters)"
+        if longest > _NAME_MAX_BYTES
+        else f"its whole path has {total} bytes (at most {_PATH_MAX_BYTES})"
+    )
+    what_zh = (
+        f"其中一个文件或文件夹的名字有 {longest} 字节（上限 {_NAME_MAX_BYTES} 字节：约 85 个汉字或 255 个英文字母）"
+        if longest > _NAME_MAX_BYTES
+        else f"它的完整路径有 {total} 字节（上限 {_PATH_MAX_BYTES} 字节）"
+    )
+    return _err(
+        ErrorCode.unsafe_archive,
+        f"{shown} cannot be unpacked: {what_en}. Give it (and its folders) a shorter name, update any code "
+        "that refers to it, and zip again.",
+        f"{shown} 无法解压：{what_zh}。请给它（以及所在的文件夹）改一个短一些的名字，同时修改引用它的代码，然后重新压缩。",
     )
 
 
