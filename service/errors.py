@@ -114,6 +114,49 @@ def error_response(err: ServiceError) -> JSONResponse:
     return JSONResponse(err.body(), status_code=err.status_code, headers=err.headers)
 
 
+def _validation_zh(err: Any) -> str:
+    """A pydantic validation error in Chinese, for the error types requests hit (the English text,
+    pydantic's own, beside it otherwise)."""
+    ctx = err.get("ctx") or {}
+    kind = str(err.get("type", ""))
+    texts = {
+        "missing": "缺少此项",
+        "int_parsing": "应为整数",
+        "int_type": "应为整数",
+        "float_parsing": "应为数字",
+        "float_type": "应为数字",
+        "bool_parsing": "应为 true 或 false",
+        "less_than_equal": f"应小于或等于 {ctx.get('le')}",
+        "less_than": f"应小于 {ctx.get('lt')}",
+        "greater_than_equal": f"应大于或等于 {ctx.get('ge')}",
+        "greater_than": f"应大于 {ctx.get('gt')}",
+        "string_too_long": f"最多 {ctx.get('max_length')} 个字符",
+        "string_too_short": f"至少 {ctx.get('min_length')} 个字符",
+        "literal_error": f"取值应为 {ctx.get('expected')}",
+        "enum": f"取值应为 {ctx.get('expected')}",
+        "json_invalid": "不是合法的 JSON",
+        "datetime_from_date_parsing": "应为日期时间，例如 2026-12-01T23:59:00+08:00",
+        "timezone_aware": "应带时区，例如 +08:00",
+    }
+    return texts.get(kind, str(err.get("msg", "invalid")))
+
+
+def _http_detail(status: int, detail: str) -> tuple[str, str]:
+    """The framework's own errors (unknown path, wrong method, unreadable form) in English and Chinese."""
+    if status == 404:
+        return detail, "找不到这个地址；API 的地址以 /api/v1/ 开头，完整列表见 /docs。"
+    if status == 405:
+        return detail, "该地址不支持这种请求方法（GET/POST 等）；请查看 /docs。"
+    if "multipart" in detail.lower():
+        return (
+            f"{detail} Upload the zip as the form field `file` (curl -F file=@hw.zip ...); a file name of "
+            "thousands of characters can cause this too: rename the file.",
+            "上传的表单数据无法读取。请把 zip 作为表单字段 `file` 上传（curl -F file=@hw.zip ...）；"
+            "文件名过长（数千个字符）也会导致这个错误：请重命名文件。",
+        )
+    return detail, f"请求无法处理（HTTP {status}）：{detail}"
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Render every error, ours or the framework's, in the same {"error", "detail"} shape."""
 
@@ -123,15 +166,17 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        parts = []
+        parts, parts_zh = [], []
         for err in exc.errors():
             where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-            parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg")))
+            msg, msg_zh = str(err.get("msg", "invalid")), _validation_zh(err)
+            parts.append(f"{where}: {msg}" if where else msg)
+            parts_zh.append(f"{where}：{msg_zh}" if where else msg_zh)
         return JSONResponse(
             {
                 "error": "invalid_request",
                 "detail": "; ".join(parts) or "invalid request",
-                "detail_zh": "请求格式不正确",
+                "detail_zh": "请求格式不正确：" + "；".join(parts_zh) if parts_zh else "请求格式不正确",
             },
             status_code=422,
         )
@@ -139,8 +184,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        detail, detail_zh = _http_detail(exc.status_code, str(exc.detail))
         return JSONResponse(
-            {"error": code, "detail": str(exc.detail)},
+            {"error": code, "detail": detail, "detail_zh": detail_zh},
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
         )

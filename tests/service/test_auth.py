@@ -135,3 +135,29 @@ def test_ids_beyond_any_row_are_404_and_a_page_from_beyond_them_is_the_first(
         page = client.get(f"/api/v1/me/submissions?before_id={huge}", headers=auth(alice))
         assert page.status_code == 200, (huge, page.text)
         assert [row["id"] for row in page.json()] == [sub_id]
+
+
+def test_framework_errors_speak_chinese_too(client: TestClient, db: Session) -> None:
+    create_assignment(db)
+    _, alice = create_user(db)
+    db.commit()
+    for query, zh in (
+        ("limit=0", "应大于或等于 1"),
+        ("limit=201", "应小于或等于 200"),
+        ("limit=abc", "应为整数"),
+    ):
+        resp = client.get(f"/api/v1/me/submissions?{query}", headers=auth(alice))
+        assert resp.status_code == 422, resp.text
+        assert resp.json()["detail_zh"] == f"请求格式不正确：query.limit：{zh}", resp.json()
+    unknown = client.get("/api/v1/nope", headers=auth(alice))
+    assert unknown.status_code == 404 and "/docs" in unknown.json()["detail_zh"]
+    wrong = client.delete("/api/v1/me", headers=auth(alice))
+    assert wrong.status_code == 405 and "请求方法" in wrong.json()["detail_zh"]
+    # A file name of thousands of characters is more than the multipart parser takes.
+    long = client.post(
+        "/api/v1/assignments/activations/submissions",
+        files={"file": ("作" * 5000 + ".zip", make_zip({"activations.py": "x = 1\n"}))},
+        headers=auth(alice),
+    )
+    assert long.status_code == 400, long.text
+    assert "rename the file" in long.json()["detail"] and "请重命名文件" in long.json()["detail_zh"]
