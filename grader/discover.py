@@ -171,13 +171,17 @@ def plan_model(root: Path, files: list[str], kind: str) -> dict[str, Any]:
                 "torch.save(model.state_dict(), 'model.pth') 保存训练好的模型，并与模型代码一起打包。",
             )
         if len(weights) > 1:
-            example = EXAMPLE_MANIFEST.replace("model/phone-price-model.bin", weights[0])
+            # Naming the weights is enough: the harness then finds the class that matches them, as
+            # without a manifest (any class or arguments shown here would be guesses).
+            example = f'[model]\nweights = "{weights[0]}"'
             raise GradeError(
                 ErrorCode.ambiguous_model,
                 f"The zip has {len(weights)} weights files ({', '.join(weights)}); the grader needs exactly one. "
-                f"Remove the others, or say which to use in a homework.toml at the top of the zip:\n{example}",
+                f"Remove the others, or say which to use in a homework.toml at the top of the zip (the grader "
+                f"then finds the class in your .py files that matches those weights):\n{example}",
                 f"压缩包里有 {len(weights)} 个权重文件（{', '.join(weights)}），评测只需要一个。请删除其余文件，"
-                f"或在压缩包根目录的 homework.toml 中指明使用哪一个：\n{example}",
+                f"或在压缩包根目录的 homework.toml 中指明使用哪一个（评测会在你的 .py 文件中找到与这些权重匹配的类）："
+                f"\n{example}",
             )
         plan["weights"] = weights[0]
         if not py_files and not weights[0].endswith(".safetensors"):

@@ -15,7 +15,7 @@ from typing import Any
 from grader import intake, sandbox
 from grader.assignments import AssignmentSpec
 from grader.evaluators.base import Evaluator, HarnessOutput
-from grader.report import ErrorCode, GradeError, GradeReport
+from grader.report import ErrorCode, GradeError, GradeReport, Message
 
 log = logging.getLogger(__name__)
 
@@ -41,18 +41,37 @@ def limits_for(spec: AssignmentSpec, device: str) -> sandbox.SandboxLimits:
     )
 
 
+_NATIVE_CRASHES = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT}
+
+
 def _error_from_run(
-    run: sandbox.SandboxRun, spec: AssignmentSpec, limits: sandbox.SandboxLimits
+    run: sandbox.SandboxRun,
+    spec: AssignmentSpec,
+    limits: sandbox.SandboxLimits,
+    where: Message | None = None,
 ) -> GradeError | None:
-    """Translate how the sandboxed process ended into a student-facing error (None: it succeeded)."""
+    """Translate how the sandboxed process ended into a student-facing error (None: it succeeded).
+    `where` is what the harness was doing when it stopped without a result ("while calling relu(x)")."""
+    functions = spec.kind in ("activations", "backprop", "optimizers")
+    at_en, at_zh = (f" {where.en}", where.zh) if where else ("", "")
+    lead_zh = f"{at_zh}，" if where else ""
     if run.timed_out:
+        if functions:
+            advice_en = (
+                "Make sure nothing slow runs when your file is imported (tests belong under "
+                '`if __name__ == "__main__":`) and that none of your functions loops forever.'
+            )
+            advice_zh = '请确认导入文件时不会执行耗时的代码（测试代码应放在 `if __name__ == "__main__":` 下），且函数中没有死循环。'
+        else:
+            advice_en = (
+                'Make sure nothing runs at import time (training belongs under `if __name__ == "__main__":`) '
+                "and that forward() has no endless loop."
+            )
+            advice_zh = '请确认导入时不会执行任何训练（训练代码应放在 `if __name__ == "__main__":` 下），且 forward() 中没有死循环。'
         return GradeError(
             ErrorCode.timeout,
-            f"Your code did not finish within {spec.timeout_s:g} s and was stopped. Make sure nothing runs "
-            f'at import time (training belongs under `if __name__ == "__main__":`) and that forward() has '
-            f"no endless loop.",
-            f"你的代码没有在 {spec.timeout_s:g} 秒内完成，已被终止。请确认导入时不会执行任何训练"
-            f'（训练代码应放在 `if __name__ == "__main__":` 下），且 forward() 中没有死循环。',
+            f"Your code did not finish within {spec.timeout_s:g} s and was stopped{at_en}. {advice_en}",
+            f"你的代码没有在 {spec.timeout_s:g} 秒内完成，{at_zh}已被终止。{advice_zh}",
         )
     if run.bad_result:
         return GradeError(
@@ -72,8 +91,8 @@ def _error_from_run(
         if sig == signal.SIGKILL:
             return GradeError(
                 ErrorCode.memory_limit,
-                f"Your code was killed, most likely for using more than {spec.memory_mb} MB of memory.",
-                f"你的代码被强制终止，很可能是因为内存使用超过了 {spec.memory_mb} MB。",
+                f"Your code was killed{at_en}, most likely for using more than {spec.memory_mb} MB of memory.",
+                f"{lead_zh}你的代码被强制终止，很可能是因为内存使用超过了 {spec.memory_mb} MB。",
             )
         if sig == signal.SIGXFSZ:
             return GradeError(
@@ -91,13 +110,24 @@ def _error_from_run(
                 f"你的代码创建了过多的进程或线程（上限 {limits.max_processes}），模型无法运行。不要在导入时启动进程；"
                 f"评测会导入的代码中 DataLoader 请使用 num_workers=0。",
             )
+        if sig in _NATIVE_CRASHES:
+            name = signal.Signals(sig).name
+            return GradeError(
+                ErrorCode.crashed,
+                f"Your code crashed{at_en} ({name}, signal {sig}) before the grader got a result: a fault in "
+                f"native code, such as ctypes, a C extension, or a library called with invalid arguments. "
+                f"See the log below, and run the same step on your own computer to find the call.",
+                f"{lead_zh}你的代码在评测拿到结果之前崩溃了（{name}，信号 {sig}）：这是本地代码（ctypes、C 扩展，"
+                f"或以无效参数调用的库）中的错误。请查看下方日志，并在自己的电脑上运行同一步骤以找到出错的调用。",
+            )
         how = f"signal {sig}" if sig else f"exit code {run.returncode}"
         return GradeError(
             ErrorCode.crashed,
-            f"Your code ended the process before the grader got a result ({how}). Don't call exit() or "
-            f"os._exit() in code that runs at import time; see the log below.",
-            f"在评测拿到结果之前，你的代码结束了进程（{how}）。不要在导入时执行的代码里调用 exit() 或 "
-            f"os._exit()；请查看下方日志。",
+            f"Your code ended the process{at_en} before the grader got a result ({how}). Don't call "
+            f"os._exit() (or kill the process) in code the grader runs: return results instead; see the "
+            f"log below.",
+            f"{lead_zh}你的代码在评测拿到结果之前结束了进程（{how}）。不要在评测会运行的代码里调用 os._exit()"
+            f"（或结束进程），请返回结果；请查看下方日志。",
         )
     if not result.get("ok"):
         err = result.get("error") or {}
@@ -232,7 +262,7 @@ def grade(
             logs = f"[output capped: {run.stdout_bytes + run.stderr_bytes} bytes printed]\n" + logs
         report_kw["logs_tail"] = logs
 
-        err = _error_from_run(run, spec, limits)
+        err = _error_from_run(run, spec, limits, evaluator.where(prepared, run.stage))
         if err is not None:
             raise err
         t = time.perf_counter()

@@ -93,6 +93,9 @@ class SandboxRun:
     stderr_bytes: int = 0
     wall_s: float = 0.0
     bad_result: str | None = None
+    # Where the harness was when it stopped without a result (its last progress record, untrusted
+    # strings): {"what": "import", "file": "model.py"}, {"what": "op", "id": "c3"}, ... or None.
+    stage: dict[str, str] | None = None
 
     @property
     def signal(self) -> int | None:
@@ -647,6 +650,25 @@ def _cached_inputs(arrays: dict[str, tuple[str, np.ndarray]]) -> dict[str, Path]
 
 
 RESULT_MAGIC = b"HWGRADE-RESULT-1\n"  # as in grader/harness/main.py, which documents the format
+PROGRESS_MAGIC = b"HWGRADE-PROGRESS-1\n"  # ditto: what out_fd holds until the result replaces it
+PROGRESS_MAX_BYTES = 4096
+
+
+def read_progress(data: bytes) -> dict[str, str] | None:
+    """The harness's last progress record, if `data` is one (a run that ended without a result): an
+    object of short strings, control characters dropped; None for anything else."""
+    if not data.startswith(PROGRESS_MAGIC) or len(data) > PROGRESS_MAX_BYTES:
+        return None
+    try:
+        stage = json.loads(data[len(PROGRESS_MAGIC) :].decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(stage, dict) or not all(isinstance(v, str) for v in stage.values()):
+        return None
+    clean = {str(k)[:40]: "".join(c for c in v if c.isprintable())[:200] for k, v in list(stage.items())[:8]}
+    return clean if isinstance(clean.get("what"), str) else None
+
+
 RESULT_MAX_ARRAYS = 64
 RESULT_MAX_DIMS = 8
 
@@ -656,7 +678,7 @@ def read_result(data: bytes) -> tuple[dict[str, Any] | None, dict[str, np.ndarra
     plain numeric arrays. Nothing in it is trusted: every offset, size, shape and dtype is checked
     against `data` before an array is made, and nothing is unpickled. The arrays are read-only views
     of `data`, which this process owns (the sandbox cannot change them)."""
-    if not data:
+    if not data or data.startswith(PROGRESS_MAGIC):  # no result: the run stopped before writing one
         return None, {}, None
     try:
         if not data.startswith(RESULT_MAGIC) or len(data) < len(RESULT_MAGIC) + 8:
@@ -920,6 +942,7 @@ def _finished(kind: str, out_fd: int, limits: SandboxLimits, ended: _Ended, t0: 
         stderr_bytes=err_tail.total,
         wall_s=time.monotonic() - t0,
         bad_result=bad,
+        stage=read_progress(data) if result is None else None,
     )
 
 

@@ -47,9 +47,37 @@ class HarnessOutput:
     arrays: dict[str, np.ndarray]
 
 
+def describe_stage(stage: dict[str, str] | None) -> Message | None:
+    """Where the harness was (its last progress record, see grader/harness/main.py), as the end of a
+    sentence: "while importing model.py". None for a record this does not know; the evaluators add
+    their own (a function homework's op)."""
+    if not stage:
+        return None
+    what, file, name = stage.get("what"), stage.get("file", "?"), stage.get("name", "?")
+    texts = {
+        "import": (f"while importing {file}", f"在导入 {file} 时"),
+        "load": (f"while loading the weights in {file}", f"在加载权重 {file} 时"),
+        "build": (
+            f"while building your model ({name}(...), its __init__)",
+            f"在构建模型（{name}(...) 的 __init__）时",
+        ),
+        "preprocess": ("while preprocessing the test inputs", "在预处理测试输入时"),
+        "forward": (
+            "while your model ran on the test inputs (forward())",
+            "在模型对测试输入运行（forward()）时",
+        ),
+    }
+    if what not in texts:
+        return None
+    en, zh = texts[what]
+    return Message(en=en, zh=zh)
+
+
 class Evaluator(Protocol):
     # Whether prepare() gives its inputs an `inputs_cache_key` (known before the submission is unpacked).
     uses_input_cache: bool
+
+    def where(self, prepared: Prepared | None, stage: dict[str, str] | None) -> Message | None: ...
 
     def prepare(self, spec: AssignmentSpec, submission_dir: Path, data_dir: Path | None) -> Prepared: ...
 

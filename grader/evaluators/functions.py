@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from grader.assignments import AssignmentSpec
-from grader.evaluators.base import HarnessOutput, Prepared, Scored
+from grader.evaluators.base import HarnessOutput, Prepared, Scored, describe_stage
 from grader.report import CheckResult, ErrorCode, GradeError, Message
 from reference import activations as ref_act
 from reference import optimizers as ref_opt
@@ -832,6 +832,24 @@ class FunctionsEvaluator:
     """Grades activations.py, backprop.py and optimizers.py against `reference`."""
 
     uses_input_cache = False
+
+    def where(self, prepared: Prepared | None, stage: dict[str, str] | None) -> Message | None:
+        """Where the harness was when the run stopped without a result: importing the file, or the
+        call (or optimizer) of one of the planned checks."""
+        if stage and stage.get("what") == "op" and prepared is not None:
+            state: _State = prepared.state
+            check = next((c for c in state.checks if c.op == stage.get("id")), None)
+            if check is not None:
+                if check.op.startswith("o"):
+                    return _m(
+                        f"while running {check.func}(...) and its step() (check {check.name!r})",
+                        f"在运行 {check.func}(...) 及其 step() 时（检查 {check.name!r}）",
+                    )
+                return _m(
+                    f"while calling {check.call} (check {check.name!r})",
+                    f"在调用 {check.call} 时（检查 {check.name!r}）",
+                )
+        return describe_stage(stage)
 
     def prepare(self, spec: AssignmentSpec, submission_dir: Path, data_dir: Path | None) -> Prepared:
         """Plan the harness calls and compute the expected values (deterministic per assignment)."""

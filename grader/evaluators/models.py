@@ -12,7 +12,7 @@ import numpy as np
 from grader import discover
 from grader.assignments import AssignmentSpec
 from grader.datasets import load_hidden
-from grader.evaluators.base import HarnessOutput, Prepared, Scored
+from grader.evaluators.base import HarnessOutput, Prepared, Scored, describe_stage
 from grader.report import CheckResult, DatasetInfo, ErrorCode, GradeError, Message
 
 N_CLASSES = {"phone-price": 4, "mnist": 10}
@@ -126,6 +126,10 @@ def inference_batch_size(x: np.ndarray) -> int:
 
 class ModelEvaluator:
     uses_input_cache = True
+
+    def where(self, prepared: Prepared | None, stage: dict[str, str] | None) -> Message | None:
+        """Where the harness was when the run stopped without a result."""
+        return describe_stage(stage)
 
     def prepare(self, spec: AssignmentSpec, submission_dir: Path, data_dir: Path | None) -> Prepared:
         hidden = load_hidden(spec.kind, data_dir)

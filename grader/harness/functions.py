@@ -59,6 +59,10 @@ if "HarnessError" not in globals():
             self.code, self.message, self.message_zh, self.info = code, message, message_zh, info
 
 
+def progress(**stage: Any) -> None:
+    """Placeholder: main.py sets the real one, which records the stage in the result file."""
+
+
 MAX_ELEMENTS = 1_000_000
 MAX_ITEMS = 32
 _KEY = re.compile(r"^[A-Za-z0-9_]{1,40}$")
@@ -132,9 +136,19 @@ def _import_student_module(path: Path, name: str) -> Any:
 def _import_hint(e: BaseException) -> tuple[str, str]:
     if isinstance(e, ModuleNotFoundError):
         return (
-            f"Only the standard library, numpy and torch are available to the grader; remove the import of "
-            f"'{e.name}' or put that file in your zip.",
-            f"评分环境只提供标准库、numpy 和 torch；请删除对 '{e.name}' 的导入，或把该文件一起放进 zip。",
+            f"The grader has the standard library, numpy, torch, pandas, scikit-learn and matplotlib, not "
+            f"'{e.name}': remove that import (or move it under `if __name__ == \"__main__\":` if only your "
+            f"own tests use it), or, if it is a module of your own, put its .py file in the zip.",
+            f"评分环境提供标准库、numpy、torch、pandas、scikit-learn 和 matplotlib，但没有 '{e.name}'：请删除这个 "
+            f'import（如果只有你自己的测试用到它，可以移到 `if __name__ == "__main__":` 下面）；如果它是你自己写的'
+            f"模块，请把它的 .py 文件一并放进 zip。",
+        )
+    if isinstance(e, ImportError) and "attempted relative import" in str(e):
+        return (
+            "The grader imports your file on its own, not as part of a package: write the import without "
+            "the dot (`from helpers import f`, not `from .helpers import f`).",
+            "评分程序单独导入你的文件，而不是作为包导入：请去掉导入中的点（写 `from helpers import f`，"
+            "不要写 `from .helpers import f`）。",
         )
     if isinstance(e, SystemExit):
         return (
@@ -324,6 +338,7 @@ def run(job: dict[str, Any], inputs: dict[str, np.ndarray]) -> tuple[dict[str, n
             f"你的 zip 中没有 {filename}。请把函数写在名为 {filename} 的文件中"
             "（放在 zip 根目录或一个文件夹内）。",
         )
+    progress(what="import", file=path.relative_to(root).as_posix())
     module = _import_student_module(path, Path(filename).stem)
     arrays: dict[str, np.ndarray] = {}
     info: dict[str, Any] = {
@@ -332,6 +347,7 @@ def run(job: dict[str, Any], inputs: dict[str, np.ndarray]) -> tuple[dict[str, n
         "ops": {},
     }
     for op in job["ops"]:
+        progress(what="op", id=op["id"])
         if op["op"] == "call":
             rec = _run_call(module, op, inputs, arrays)
         elif op["op"] == "optimizer":

@@ -19,7 +19,8 @@ job.json (written by the trusted side, read-only inside):
     kind              "model" or "functions"; the rest of the job is for that kind's module
     preimport         optional: modules to import before dropping privileges (warm, and readable)
 
-Result written to out_fd (read back by grader.sandbox.read_result, which trusts none of it):
+Result written to out_fd (read back by grader.sandbox.read_result, which trusts none of it; until
+then out_fd holds the stage the harness is in, see PROGRESS_MAGIC):
     RESULT_MAGIC, then the header's length (8 bytes, little-endian), then the header: UTF-8 JSON
     {"result": {"ok": bool, "error": {"code", "message", "message_zh"} | null, "info": {...}},
     "arrays": [{"name", "dtype" (numpy's dtype.str), "shape", "offset", "nbytes"}]}, then each of the
@@ -123,8 +124,60 @@ def _copy_failed(src: Path, exc: OSError) -> HarnessError:
     )
 
 
+def _raised(e: BaseException, limits: dict[str, Any]) -> dict[str, str]:
+    """The error for an exception out of the student's code: out of memory (MemoryError, or torch's
+    allocator failing under RLIMIT_AS: "RuntimeError: ... can't allocate memory"), the process limit
+    (fork's EAGAIN, "can't start new thread"), or anything else as `crashed` with the exception."""
+    text = f"{type(e).__name__}: {e}"
+    mb = limits.get("memory_mb")
+    if isinstance(e, MemoryError) or (
+        isinstance(e, RuntimeError) and ("can't allocate memory" in text or "DefaultCPUAllocator" in text)
+    ):
+        limit_en, limit_zh = (f" (limit {mb} MB)", f"（{mb} MB）") if mb else ("", "")
+        return {
+            "code": "memory_limit",
+            "message": f"Your code ran out of memory{limit_en}. Evaluate in batches, don't keep large "
+            f"tensors you no longer need, and load nothing big at import time. ({text[:300]})",
+            "message_zh": f"你的代码超出了内存限制{limit_zh}。请分批计算，不要保留不再需要的大张量，也不要在导入时"
+            f"加载大文件。（{text[:300]}）",
+        }
+    if (isinstance(e, BlockingIOError) and e.errno == 11) or "can't start new thread" in text:
+        n = limits.get("max_processes")
+        return {
+            "code": "process_limit",
+            "message": f"Your code started too many processes or threads (the limit is {n}), so the model "
+            "could not run. Don't start processes at import time, and use DataLoader with num_workers=0 in "
+            "code the grader imports.",
+            "message_zh": f"你的代码创建了过多的进程或线程（上限 {n}），模型无法运行。不要在导入时启动进程；"
+            "评测会导入的代码中 DataLoader 请使用 num_workers=0。",
+        }
+    return {
+        "code": "crashed",
+        "message": f"Your code raised {text}",
+        "message_zh": f"你的代码抛出了异常 {text}",
+    }
+
+
 RESULT_MAGIC = b"HWGRADE-RESULT-1\n"
 RESULT_ALIGN = 64
+# Until the result replaces it, out_fd holds what the harness is doing: PROGRESS_MAGIC, then a small
+# JSON object of strings ({"what": "import", "file": "model.py"}, {"what": "op", "id": "c3"}, ...),
+# so that a run killed for its time, or ended by os._exit() or a crash, can say where it was.
+PROGRESS_MAGIC = b"HWGRADE-PROGRESS-1\n"
+
+
+def _progress_writer(fd: int) -> Any:
+    """progress(what=..., **details): record the current stage in out_fd (two syscalls, a few us)."""
+
+    def progress(**stage: Any) -> None:
+        data = PROGRESS_MAGIC + json.dumps({k: str(v)[:200] for k, v in stage.items()}).encode()
+        try:
+            os.ftruncate(fd, 0)  # first: a record cut short by a kill is empty, never mixed
+            os.pwrite(fd, data, 0)
+        except OSError:
+            pass
+
+    return progress
 
 
 def _write_result(fd: int, arrays: dict[str, Any], result: dict[str, Any]) -> None:
@@ -225,6 +278,7 @@ def main(job_path: str) -> int:
         except ImportError:
             pass
     kind_module = _load_sibling("models" if job["kind"] == "model" else "functions")
+    kind_module.progress = _progress_writer(out_fd)  # type: ignore[attr-defined]
 
     _drop_privileges(job)
     # The copy before the limits: the submission has passed intake's size limits, and a file of it
@@ -253,28 +307,11 @@ def main(job_path: str) -> int:
             "error": {"code": e.code, "message": e.message, "message_zh": e.message_zh},
             "info": e.info,
         }
-    except MemoryError:
-        result = {
-            "ok": False,
-            "error": {
-                "code": "memory_limit",
-                "message": f"Your code ran out of memory (limit {job['limits']['memory_mb']} MB).",
-                "message_zh": f"你的代码超出了内存限制（{job['limits']['memory_mb']} MB）。",
-            },
-            "info": {"traceback": traceback.format_exc(limit=-8)},
-        }
     except BaseException as e:  # noqa: BLE001 - student code may raise anything, SystemExit included
         tb = traceback.format_exc(limit=-8)
-        result = {
-            "ok": False,
-            "error": {
-                "code": "crashed",
-                "message": f"Your code raised {type(e).__name__}: {e}",
-                "message_zh": f"你的代码抛出了异常 {type(e).__name__}: {e}",
-            },
-            "info": {"traceback": tb},
-        }
-        sys.stderr.write(tb)
+        result = {"ok": False, "error": _raised(e, job["limits"]), "info": {"traceback": tb}}
+        if not isinstance(e, MemoryError):
+            sys.stderr.write(tb)
     _write_result(out_fd, arrays if result["ok"] else {}, result)
     if job.get("done_fd") is not None:
         # Tell the runner the result is complete, so it need not wait for this process tree to exit.

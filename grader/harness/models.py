@@ -15,6 +15,7 @@ import importlib.util
 import inspect
 import os
 import pickle
+import re
 import sys
 import time
 from pathlib import Path
@@ -25,6 +26,11 @@ import torch
 from torch import nn
 
 HarnessError: Any = Exception  # placeholder; main.py injects the real class
+
+
+def progress(**stage: Any) -> None:
+    """Placeholder: main.py sets the real one, which records the stage in the result file."""
+
 
 INPUT_ALIASES = (
     "input_dim",
@@ -109,6 +115,7 @@ class _Imports:
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
+        progress(what="import", file=rel)
         try:
             spec.loader.exec_module(module)
         except BaseException as e:
@@ -153,19 +160,54 @@ class _Imports:
                 setattr(main, cls.__name__, cls)
 
 
+def _hit_process_limit(exc: str) -> bool:
+    """Whether an exception ("Type: message") is the process/thread limit (RLIMIT_NPROC): fork,
+    subprocess or multiprocessing get EAGAIN, threading cannot start a thread."""
+    return (exc.startswith("BlockingIOError") and "Errno 11" in exc) or "can't start new thread" in exc
+
+
 def _import_failure_error(imports: _Imports, rel: str, exc: str) -> Exception:
     if exc.startswith("MemoryError"):
         return MemoryError(exc)
     missing = ""
     if exc.startswith(("FileNotFoundError", "OSError")):
         missing = exc.split(":", 1)[-1].strip()
-    if exc.startswith(("ModuleNotFoundError", "ImportError")):
+    if _hit_process_limit(exc):
+        return _err(
+            "process_limit",
+            f"Importing {rel} started too many processes or threads ({exc}), past the grader's limit. Don't "
+            f'start processes or threads at import time: put that code under `if __name__ == "__main__":`, '
+            f"and use DataLoader with num_workers=0 in code the grader imports.",
+            f"导入 {rel} 时创建了过多的进程或线程（{exc}），超过了评测的上限。不要在导入时启动进程或线程："
+            f'请把这些代码放到 `if __name__ == "__main__":` 下面；评测会导入的代码中 DataLoader 请使用 num_workers=0。',
+            file=rel,
+        )
+    if "attempted relative import" in exc:
         return _err(
             "import_failed",
-            f"Importing {rel} failed: {exc}. Only the standard library, numpy, pandas, scikit-learn, torch, "
-            f"safetensors and torchsummary are available; put any helper module of your own in the zip.",
-            f"导入 {rel} 失败：{exc}。评测环境只提供标准库、numpy、pandas、scikit-learn、torch、safetensors 和 "
-            f"torchsummary；你自己写的辅助模块请一并放进压缩包。",
+            f"Importing {rel} failed: {exc}. The grader imports each of your files on its own, not as part of "
+            f"a package, so write the import without the dot: `from layers import Block`, not "
+            f"`from .layers import Block` (the file stays where it is, beside {rel.rsplit('/', 1)[-1]}).",
+            f"导入 {rel} 失败：{exc}。评测程序单独导入你的每个文件，而不是作为包导入，所以请去掉导入中的点："
+            f"写 `from layers import Block`，不要写 `from .layers import Block`（文件位置不变，仍与 "
+            f"{rel.rsplit('/', 1)[-1]} 放在一起）。",
+            file=rel,
+        )
+    if exc.startswith(("ModuleNotFoundError", "ImportError")):
+        name = re.search(r"No module named '([^']+)'", exc)
+        module = name.group(1).split(".")[0] if name else None
+        what = f"'{module}'" if module else "it"
+        return _err(
+            "import_failed",
+            f"Importing {rel} failed: {exc}. The grader has the standard library, numpy, pandas, "
+            f"scikit-learn, matplotlib, torch, safetensors, torchsummary and mlxtend, not {what}. If only "
+            f"training uses it (torchvision's datasets and transforms, say), move that import into the "
+            f'training code under `if __name__ == "__main__":`; if it is a module of your own, put its '
+            f".py file in the zip.",
+            f"导入 {rel} 失败：{exc}。评测环境提供标准库、numpy、pandas、scikit-learn、matplotlib、torch、"
+            f"safetensors、torchsummary 和 mlxtend，但没有 {what}。如果只有训练用到它（例如 torchvision 的 "
+            f'datasets 和 transforms），请把这个 import 移到 `if __name__ == "__main__":` 下的训练代码里；'
+            f"如果它是你自己写的模块，请把它的 .py 文件一并放进压缩包。",
             file=rel,
         )
     if missing:
@@ -332,6 +374,16 @@ def _compare(model: nn.Module, sd: dict[str, torch.Tensor]) -> str | None:
     return None
 
 
+def _module_level_model(imports: _Imports) -> tuple[str, str, str] | None:
+    """(file, variable, type) of an nn.Module instance made at the top level of a student file
+    (`model = nn.Sequential(...)`), the first found; None if there is none."""
+    for rel, module in imports.modules.items():
+        for var, obj in vars(module).items():
+            if isinstance(obj, nn.Module) and not var.startswith("_"):
+                return rel, var, type(obj).__name__
+    return None
+
+
 def _manifest_example(rel: str, cls: str, kwargs: dict[str, Any], weights: str) -> str:
     kw = ", ".join(f"{k} = {v}" for k, v in kwargs.items())
     lines = ["[model]", f'file = "{rel}"', f'name = "{cls}"']
@@ -356,6 +408,7 @@ def _find_model(
             continue
         why = "could not be built"
         for kwargs in candidates:
+            progress(what="build", name=cls.__name__)
             try:
                 model = cls(**kwargs)
             except Exception as e:
@@ -392,6 +445,19 @@ def _find_model(
         if not classes and imports.failures:
             rel, exc = next(iter(imports.failures.items()))
             raise _import_failure_error(imports, rel, exc)
+        if not classes and (instance := _module_level_model(imports)) is not None:
+            rel, var, typename = instance
+            example = f'[model]\nfile = "{rel}"\nname = "build_model"\nweights = "{weights_rel}"'
+            raise _err(
+                "no_model_found",
+                f"{rel} builds the network as a variable ({var} = {typename}(...)) and defines no nn.Module "
+                f"class, so the grader has nothing it can construct. Put the construction in a function, "
+                f"`def build_model():` returning the same {typename}(...), and name it in a homework.toml "
+                f"at the top of the zip:\n{example}",
+                f"{rel} 把网络建成了一个变量（{var} = {typename}(...)），没有定义 nn.Module 类，评测无法构建它。"
+                f"请把构建代码放进一个函数 `def build_model():`，返回同样的 {typename}(...)，并在压缩包根目录的 "
+                f"homework.toml 中指定它：\n{example}",
+            )
         example = _manifest_example(
             "model.py",
             "YourModel",
@@ -399,14 +465,16 @@ def _find_model(
             weights_rel,
         )
         found = "; ".join(misses) if misses else "no nn.Module subclass in any .py file"
+        found_zh = "; ".join(misses) if misses else "任何 .py 文件中都没有 nn.Module 子类"
         failed = "".join(f" {rel} could not be imported ({exc})." for rel, exc in imports.failures.items())
+        failed_zh = "".join(f" {rel} 无法导入（{exc}）。" for rel, exc in imports.failures.items())
         raise _err(
             "no_model_found",
             f"No class in your .py files matches the weights in {weights_rel} "
             f"({_shape_summary(sd)}). Candidates: {found}.{failed} Make sure the zip contains the file that "
             f"defines your network, unchanged since training, or add a homework.toml such as:\n{example}",
-            f"你的 .py 文件中没有与 {weights_rel}（{_shape_summary(sd)}）中权重匹配的类。候选：{found}。"
-            f"{failed} 请确认压缩包里有定义网络的文件且与训练时一致，或添加如下 homework.toml：\n{example}",
+            f"你的 .py 文件中没有与 {weights_rel}（{_shape_summary(sd)}）中权重匹配的类。候选：{found_zh}。"
+            f"{failed_zh} 请确认压缩包里有定义网络的文件且与训练时一致，或添加如下 homework.toml：\n{example}",
             candidates=misses,
         )
     rel, cls, kwargs, model = matches[0]
@@ -432,6 +500,7 @@ def _build_from_manifest(imports: _Imports, m: dict[str, Any]) -> tuple[nn.Modul
             f"homework.toml 指定了 {name!r}，但 {rel} 中没有这个名字。找到的 nn.Module 类：{', '.join(classes) or '无'}。",
         )
     kwargs = dict(m.get("kwargs") or {})
+    progress(what="build", name=name)
     try:
         model = obj(**kwargs)
     except Exception as e:
@@ -602,6 +671,7 @@ def run(job: dict[str, Any], inputs: dict[str, np.ndarray]) -> tuple[dict[str, n
         model, found = _build_from_manifest(imports, manifest_model)
         info["model"] = found
     if weights_rel:
+        progress(what="load", file=weights_rel)
         fmt, obj = _load_weights(root / weights_rel, imports, device)
         info["weights"] = {"file": weights_rel, "format": fmt}
         if fmt == "module":
@@ -633,8 +703,10 @@ def run(job: dict[str, Any], inputs: dict[str, np.ndarray]) -> tuple[dict[str, n
         model.to(device)
 
     t = time.perf_counter()
+    progress(what="preprocess")
     x = _preprocess(inputs["x"], job, imports, root, info)
     timings["preprocess_s"] = time.perf_counter() - t
+    progress(what="forward")
 
     t = time.perf_counter()
     batch = int(job.get("batch_size", 1000))

@@ -354,3 +354,85 @@ def test_flatten_retry_starts_from_inputs_the_failed_forward_did_not_touch(tmp_p
     predicted = [sum(col) for col in zip(*clean.metrics["confusion_matrix"], strict=True)]
     assert sum(1 for n in predicted if n) > 1  # the clean run's predictions depend on the input
     assert touched.metrics["confusion_matrix"] == clean.metrics["confusion_matrix"]
+
+
+def _mnist_zip(tmp_path: Path, name: str, files: dict[str, bytes | str]) -> Path:
+    ns: dict = {}
+    exec(MNIST_MLP, ns)  # noqa: S102
+    return write_zip(tmp_path / name, {"mlp.pt": weights_bytes(ns["MLP"]().state_dict(), tmp_path), **files})
+
+
+def test_two_weights_files_suggest_a_manifest_that_works_for_the_zip_at_hand(tmp_path: Path) -> None:
+    # The suggested homework.toml names one weights file only: pasted into the zip as it is, the
+    # zip is graded (it used to show the phone-price example's class and kwargs, for any zip).
+    files: dict[str, bytes | str] = {"mlp.py": MNIST_MLP}
+    two = _mnist_zip(tmp_path, "two.zip", {**files, "mlp_best.pt": b"later epoch"})
+    report = failed(grade(two, MNIST), ErrorCode.ambiguous_model)
+    assert "mlp.pt, mlp_best.pt" in report.error.message and "PhonePriceModel" not in report.error.message
+    manifest = report.error.message[report.error.message.index("[model]") :]
+    assert manifest == report.error.message_zh[report.error.message_zh.index("[model]") :]
+    fixed = _mnist_zip(
+        tmp_path, "fixed.zip", {**files, "mlp_best.pt": b"later epoch", "homework.toml": manifest}
+    )
+    graded(grade(fixed, MNIST))
+
+
+@pytest.mark.parametrize(
+    ("top", "code", "says"),
+    [
+        # A course script's first line; only training uses it.
+        ("import torchvision\n", ErrorCode.import_failed, ["not 'torchvision'", "move that import"]),
+        ("from .layers import Block\n", ErrorCode.import_failed, ["without the dot", "from layers import"]),
+        (
+            "import os, time\nfor _ in range(2000):\n    if os.fork() == 0:\n        time.sleep(20)\n        os._exit(0)\n",
+            ErrorCode.process_limit,
+            ["too many processes or threads", "num_workers=0"],
+        ),
+        (
+            "import threading, time\nfor _ in range(3000):\n    threading.Thread(target=time.sleep, args=(20,), daemon=True).start()\n",
+            ErrorCode.process_limit,
+            ["too many processes or threads"],
+        ),
+    ],
+)
+def test_import_failures_name_the_fix(tmp_path: Path, top: str, code: ErrorCode, says: list[str]) -> None:
+    report = failed(grade(_mnist_zip(tmp_path, "hw.zip", {"mlp.py": top + MNIST_MLP}), MNIST), code)
+    for phrase in says:
+        assert phrase in report.error.message, report.error.message
+    assert report.error.message_zh != report.error.message
+
+
+def test_torch_out_of_memory_in_forward_is_memory_limit_with_the_limit(tmp_path: Path) -> None:
+    # torch's allocator fails under RLIMIT_AS with a RuntimeError, not a MemoryError.
+    src = MNIST_MLP.replace("return self.fc2", "big = torch.ones(20 * 1024**3 // 4)\n        return self.fc2")
+    report = failed(grade(_mnist_zip(tmp_path, "hw.zip", {"mlp.py": src}), MNIST), ErrorCode.memory_limit)
+    assert f"limit {MNIST.memory_mb} MB" in report.error.message and "in batches" in report.error.message
+    assert f"{MNIST.memory_mb} MB" in report.error.message_zh
+
+
+def test_threads_started_in_forward_past_the_limit_are_process_limit(tmp_path: Path) -> None:
+    src = MNIST_MLP.replace(
+        "return self.fc2",
+        "import threading, time\n        for _ in range(3000):\n"
+        "            threading.Thread(target=time.sleep, args=(20,), daemon=True).start()\n        return self.fc2",
+    )
+    report = failed(grade(_mnist_zip(tmp_path, "hw.zip", {"mlp.py": src}), MNIST), ErrorCode.process_limit)
+    assert f"the limit is {MNIST.max_processes}" in report.error.message
+
+
+def test_a_network_built_as_a_variable_gets_the_function_to_write(tmp_path: Path) -> None:
+    # A notebook-style script: the model is a module-level nn.Sequential, no class to construct.
+    seq = "from torch import nn\nmodel = nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10))\n"
+    ns: dict = {}
+    exec(seq, ns)  # noqa: S102
+    w = weights_bytes(ns["model"].state_dict(), tmp_path)
+    report = failed(
+        grade(write_zip(tmp_path / "a.zip", {"net.py": seq, "net.pt": w}), MNIST), ErrorCode.no_model_found
+    )
+    assert "model = Sequential(...)" in report.error.message and "def build_model():" in report.error.message
+    assert "build_model" in report.error.message_zh
+    manifest = report.error.message[report.error.message.index("[model]") :]
+    fixed = seq.replace("model = nn.Sequential", "def build_model():\n    return nn.Sequential")
+    graded(
+        grade(write_zip(tmp_path / "b.zip", {"net.py": fixed, "net.pt": w, "homework.toml": manifest}), MNIST)
+    )

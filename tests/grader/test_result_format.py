@@ -4,6 +4,7 @@ grader's reader (grader.sandbox.read_result), which must refuse, with a reason, 
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,42 @@ def forged(entries: list[dict[str, Any]], body: bytes = b"", result: Any = None)
 
 def test_the_reader_knows_the_harness_format() -> None:
     assert sandbox.RESULT_MAGIC == MAIN.RESULT_MAGIC
+
+
+def test_the_progress_record_is_read_back_and_replaced_by_the_result(tmp_path: Any) -> None:
+    # What out_fd holds until the result: the harness's own writer, then the reader.
+    assert sandbox.PROGRESS_MAGIC == MAIN.PROGRESS_MAGIC
+    fd = os.memfd_create("t")
+    progress = MAIN._progress_writer(fd)
+    progress(what="import", file="作业/model.py")
+    progress(what="op", id="c3")  # shorter than the last: nothing of it is left behind
+    data = os.pread(fd, 4096, 0)
+    assert sandbox.read_progress(data) == {"what": "op", "id": "c3"}
+    assert sandbox.read_result(data) == (None, {}, None)  # a stage is no result, and not a bad one
+    os.close(fd)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        sandbox.PROGRESS_MAGIC + b'{"what": "op", "id": "c3"',  # cut short
+        sandbox.PROGRESS_MAGIC + b'{"what": 3}',
+        sandbox.PROGRESS_MAGIC + b'["import"]',
+        sandbox.PROGRESS_MAGIC + b"\xff\xfe",
+        sandbox.PROGRESS_MAGIC + b'{"id": "c3"}',  # no "what"
+        sandbox.PROGRESS_MAGIC + b'{"what": "' + b"x" * 5000 + b'"}',
+        b'{"what": "import"}',  # no magic
+    ],
+)
+def test_a_forged_or_broken_progress_record_is_no_stage(data: bytes) -> None:
+    assert sandbox.read_progress(data) is None
+
+
+def test_a_progress_record_loses_control_characters_and_length() -> None:
+    stage = sandbox.read_progress(
+        sandbox.PROGRESS_MAGIC + json.dumps({"what": "import", "file": "a\x1b[31m\n" + "b" * 300}).encode()
+    )
+    assert stage is not None and stage["file"] == "a[31m" + "b" * 195
 
 
 def test_arrays_and_result_come_back_exactly() -> None:
