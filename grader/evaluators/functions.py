@@ -908,6 +908,22 @@ class FunctionsEvaluator:
             tally["passed"] += int(outcome.passed)
         n_pass = sum(c.passed for c in checks)
         hints: list[Message] = []
+        info = result.get("info") or {}
+        candidates = [str(c) for c in info.get("module_candidates") or []][:10]
+        if len(candidates) > 1:
+            # Several copies (an old version in a subfolder, say): say which one was graded.
+            graded, others = (
+                str(info.get("module")),
+                ", ".join(c for c in candidates if c != str(info.get("module"))),
+            )
+            hints.append(
+                _m(
+                    f"Your zip has {len(candidates)} files named like {state.module}; the grader graded {graded} "
+                    f"(the one nearest the top) and ignored {others}. Remove the copies you did not mean to submit.",
+                    f"你的 zip 中有 {len(candidates)} 个名为 {state.module} 的文件；评测使用了 {graded}（最靠近根目录的那个），"
+                    f"忽略了 {others}。请删除不打算提交的副本。",
+                )
+            )
         for c in checks:
             if c.hint is not None and c.hint not in hints:
                 hints.append(c.hint)

@@ -325,3 +325,15 @@ def test_same_submission_gives_the_same_report(tmp_path: Path) -> None:
     two = grade_dir("optimizers", FIXTURES / "optimizers_mistakes", tmp_path / "2")
     assert [c.model_dump() for c in one.checks] == [c.model_dump() for c in two.checks]
     assert one.metrics == two.metrics and one.hints == two.hints
+
+
+def test_several_copies_of_the_file_say_which_was_graded(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    shutil.copytree(EXAMPLES / "activations", src)
+    (src / "old").mkdir()
+    (src / "old" / "activations.py").write_text("def relu(x):\n    return x\n")
+    scored = grade_dir("activations", src, tmp_path)
+    assert scored.score == 1.0
+    hint = scored.hints[0]
+    assert "2 files named like activations.py" in hint.en and "graded activations.py" in hint.en
+    assert "ignored old/activations.py" in hint.en and "old/activations.py" in hint.zh
