@@ -316,6 +316,18 @@ def cmd_check(args: argparse.Namespace) -> int:
         )
         if report.sandbox:
             print(f"(sandbox: {report.sandbox})")
+    size = args.zip.stat().st_size
+    if size > settings.max_upload_bytes:
+        # The grader itself takes larger zips than the service's upload limit: say so before the
+        # student uploads it and gets a 413.
+        mb, limit = f"{size / 2**20:.1f} MB", f"{settings.max_upload_mb:g} MB"
+        print(
+            f"warning: {args.zip} is {mb}; the server refuses uploads over {limit} (HWGRADE_MAX_UPLOAD_MB). "
+            f"Leave out datasets and checkpoints you do not need, then zip again.\n"
+            f"    警告：{args.zip} 大小为 {mb}；服务器拒绝超过 {limit} 的上传。请去掉不需要的数据集和检查点后重新压缩。",
+            file=sys.stderr,
+        )
+        return 1
     return 0 if report.passed else 1
 
 

@@ -140,6 +140,20 @@ def test_check_grades_locally(home: Path, capsys: pytest.CaptureFixture[str]) ->
     assert report["status"] == "graded" and report["score"] == 1.0
 
 
+def test_check_of_a_zip_over_the_upload_limit_warns(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It passes the grader (whose own limit is 100 MB) but the server would refuse it with a 413.
+    zip_path = home / "activations.zip"
+    zip_path.write_bytes(zip_folder(EXAMPLES_DIR / "activations"))
+    monkeypatch.setenv("HWGRADE_MAX_UPLOAD_MB", "0.0001")
+    get_settings.cache_clear()
+    assert main(["check", str(zip_path), "-a", "activations"]) == 1
+    captured = capsys.readouterr()
+    assert "PASSED" in captured.out
+    assert "the server refuses uploads over 0.0001 MB" in captured.err and "服务器拒绝超过" in captured.err
+
+
 def test_check_unknown_assignment(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", "x.zip", "--assignment", "nope"]) == 2
     assert "unknown assignment" in capsys.readouterr().err
