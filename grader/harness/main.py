@@ -68,7 +68,14 @@ def _load_sibling(name: str) -> ModuleType:
     spec.loader.exec_module(module)
     # Set again after execution: a module may declare a placeholder for type checkers.
     module.HarnessError = HarnessError  # type: ignore[attr-defined]
+    module.hit_process_limit = hit_process_limit  # type: ignore[attr-defined]
     return module
+
+
+def hit_process_limit(text: str) -> bool:
+    """Whether an exception, as "Type: message", is the process/thread limit (RLIMIT_NPROC): fork,
+    subprocess or multiprocessing get EAGAIN, threading cannot start a thread."""
+    return (text.startswith("BlockingIOError") and "Errno 11" in text) or "can't start new thread" in text
 
 
 def _drop_privileges(job: dict[str, Any]) -> None:
@@ -141,7 +148,7 @@ def _raised(e: BaseException, limits: dict[str, Any]) -> dict[str, str]:
             "message_zh": f"你的代码超出了内存限制{limit_zh}。请分批计算，不要保留不再需要的大张量，也不要在导入时"
             f"加载大文件。（{text[:300]}）",
         }
-    if (isinstance(e, BlockingIOError) and e.errno == 11) or "can't start new thread" in text:
+    if hit_process_limit(text):
         n = limits.get("max_processes")
         return {
             "code": "process_limit",
