@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from grader import intake, sandbox
-from grader.assignments import AssignmentSpec
+from grader.assignments import FUNCTION_KINDS, MODEL_KINDS, AssignmentSpec
 from grader.evaluators.base import Evaluator, HarnessOutput
 from grader.report import ErrorCode, GradeError, GradeReport, Message
 
@@ -21,11 +21,11 @@ log = logging.getLogger(__name__)
 
 
 def evaluator_for(kind: str) -> Evaluator:
-    if kind in ("phone-price", "mnist"):
+    if kind in MODEL_KINDS:
         from grader.evaluators.models import EVALUATOR as model_evaluator
 
         return model_evaluator
-    if kind in ("activations", "backprop", "optimizers"):
+    if kind in FUNCTION_KINDS:
         from grader.evaluators.functions import EVALUATOR as function_evaluator
 
         return function_evaluator
@@ -52,11 +52,10 @@ def _error_from_run(
 ) -> GradeError | None:
     """Translate how the sandboxed process ended into a student-facing error (None: it succeeded).
     `where` is what the harness was doing when it stopped without a result ("while calling relu(x)")."""
-    functions = spec.kind in ("activations", "backprop", "optimizers")
     at_en, at_zh = (f" {where.en}", where.zh) if where else ("", "")
     lead_zh = f"{at_zh}，" if where else ""
     if run.timed_out:
-        if functions:
+        if not spec.is_model:
             advice_en = (
                 "Make sure nothing slow runs when your file is imported (tests belong under "
                 '`if __name__ == "__main__":`) and that none of your functions loops forever.'

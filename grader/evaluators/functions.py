@@ -786,8 +786,8 @@ def _show(a: Any, limit: int = 12, digits: int = 10) -> Any:
         return [_show(v, limit, digits) for v in a]
     if not isinstance(a, np.ndarray | np.generic):
         return a
-    if np.asarray(a).dtype.kind in "biu":  # class labels, say: shown as the integers they are
-        ints = np.asarray(a)
+    ints = np.asarray(a)
+    if ints.dtype.kind in "biu":  # class labels, say: shown as the integers they are
         return (
             ints.tolist()
             if ints.size <= limit
@@ -833,10 +833,10 @@ class FunctionsEvaluator:
 
     uses_input_cache = False
 
-    def where(self, prepared: Prepared | None, stage: dict[str, str] | None) -> Message | None:
+    def where(self, prepared: Prepared, stage: dict[str, str] | None) -> Message | None:
         """Where the harness was when the run stopped without a result: importing the file, or the
         call (or optimizer) of one of the planned checks."""
-        if stage and stage.get("what") == "op" and prepared is not None:
+        if stage and stage.get("what") == "op":
             state: _State = prepared.state
             check = next((c for c in state.checks if c.op == stage.get("id")), None)
             if check is not None:
@@ -912,10 +912,8 @@ class FunctionsEvaluator:
         candidates = [str(c) for c in info.get("module_candidates") or []][:10]
         if len(candidates) > 1:
             # Several copies (an old version in a subfolder, say): say which one was graded.
-            graded, others = (
-                str(info.get("module")),
-                ", ".join(c for c in candidates if c != str(info.get("module"))),
-            )
+            graded = str(info.get("module"))
+            others = ", ".join(c for c in candidates if c != graded)
             hints.append(
                 _m(
                     f"Your zip has {len(candidates)} files named like {state.module}; the grader graded {graded} "

@@ -127,7 +127,7 @@ def inference_batch_size(x: np.ndarray) -> int:
 class ModelEvaluator:
     uses_input_cache = True
 
-    def where(self, prepared: Prepared | None, stage: dict[str, str] | None) -> Message | None:
+    def where(self, prepared: Prepared, stage: dict[str, str] | None) -> Message | None:
         """Where the harness was when the run stopped without a result."""
         return describe_stage(stage)
 
