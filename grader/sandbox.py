@@ -280,12 +280,16 @@ class Slot:
         """A run directory under `root` for this slot's evaluation, named after the slot and removed
         by release(). Run directories of this slot already there are removed first: an earlier
         holder's, killed (or ended without clean-up) before its evaluation's tree was gone; the slot
-        is ours now, so no evaluation uses them (~11 us on a /dev/shm of a few entries)."""
+        is ours now, so no evaluation uses them (~11 us on a /dev/shm of a few entries). Once per
+        process and root, those of every slot nobody holds go too (see _sweep_free_slots)."""
         prefix = f"{RUN_DIR_PREFIX}{self.number}-"
         with contextlib.suppress(OSError), os.scandir(root) as entries:
             for entry in entries:
                 if entry.name.startswith(prefix):
                     shutil.rmtree(entry.path, ignore_errors=True)
+        if (os.getpid(), root) not in _swept_run_roots:
+            _swept_run_roots.add((os.getpid(), root))
+            _sweep_free_slots(root)
         self.run_dir = Path(tempfile.mkdtemp(prefix=prefix, dir=root))
         return self.run_dir
 
@@ -302,6 +306,42 @@ class Slot:
         if self.run_dir is not None:
             shutil.rmtree(self.run_dir, ignore_errors=True)
             self.run_dir = None
+
+
+_swept_run_roots: set[tuple[int, Path]] = set()  # (pid, root): this process has swept that root
+
+
+def _sweep_free_slots(root: Path) -> None:
+    """Remove the run directories under `root` of every uid slot that no one holds: those a killed
+    worker left. A new worker's processes start at other slots (acquire_slot starts at pid % 256), so
+    without this they stayed in /dev/shm until some later holder happened to take the same slot. A
+    slot is held while its lock is taken; this takes the lock itself while it removes the slot's
+    directories, so no evaluation can start in that slot meanwhile."""
+    by_slot: dict[int, list[str]] = {}
+    with contextlib.suppress(OSError), os.scandir(root) as entries:
+        for entry in entries:
+            if entry.name.startswith(RUN_DIR_PREFIX):
+                digits = entry.name[len(RUN_DIR_PREFIX) :].split("-", 1)[0]
+                if digits.isdigit() and int(digits) < UID_SLOTS:
+                    by_slot.setdefault(int(digits), []).append(entry.path)
+    if not by_slot:
+        return
+    lock_dir = _slot_lock_dir()
+    for number, paths in by_slot.items():
+        try:
+            fd = os.open(lock_dir / f"{number}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)  # held: its directory may be in use (also our own slot, held by this process)
+            continue
+        try:
+            for path in paths:
+                shutil.rmtree(path, ignore_errors=True)
+        finally:
+            os.close(fd)
 
 
 def acquire_slot() -> Slot:
