@@ -15,7 +15,7 @@ from typing import Any
 from grader import intake, sandbox
 from grader.assignments import FUNCTION_KINDS, MODEL_KINDS, AssignmentSpec
 from grader.evaluators.base import Evaluator, HarnessOutput
-from grader.report import ErrorCode, GradeError, GradeReport, Message
+from grader.report import CheckResult, ErrorCode, GradeError, GradeReport, Message
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,14 @@ def evaluator_for(kind: str) -> Evaluator:
 
         return function_evaluator
     raise ValueError(f"no evaluator for assignment kind {kind!r}")
+
+
+def verdict(
+    spec: AssignmentSpec, score: float, metrics: dict[str, Any], checks: list[CheckResult]
+) -> tuple[bool, list[CheckResult]]:
+    """A graded result judged again under `spec`'s pass mark (the course changed it after grading):
+    whether it passes, and its checks as they then read. No student code runs."""
+    return evaluator_for(spec.kind).verdict(spec, score, metrics, checks)
 
 
 def limits_for(spec: AssignmentSpec, device: str) -> sandbox.SandboxLimits:

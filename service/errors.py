@@ -137,6 +137,8 @@ def _validation_zh(err: Any) -> str:
         "json_invalid": "不是合法的 JSON",
         "datetime_from_date_parsing": "应为日期时间，例如 2026-12-01T23:59:00+08:00",
         "timezone_aware": "应带时区，例如 +08:00",
+        "deadline_range": "截止时间应在 2000 年至 2999 年之间",
+        "extra_forbidden": "不是可修改的字段，请检查拼写（见 /docs）",
     }
     return texts.get(kind, str(err.get("msg", "invalid")))
 

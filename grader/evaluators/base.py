@@ -82,3 +82,10 @@ class Evaluator(Protocol):
     def prepare(self, spec: AssignmentSpec, submission_dir: Path, data_dir: Path | None) -> Prepared: ...
 
     def score(self, spec: AssignmentSpec, prepared: Prepared, output: HarnessOutput) -> Scored: ...
+
+    def verdict(
+        self, spec: AssignmentSpec, score: float, metrics: dict[str, Any], checks: list[CheckResult]
+    ) -> tuple[bool, list[CheckResult]]:
+        """Whether a graded result passes under `spec`'s pass mark, and its checks as they then read:
+        what score() decided, decided again from what it stored (after the course moved the mark)."""
+        ...

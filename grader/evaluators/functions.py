@@ -867,6 +867,12 @@ class FunctionsEvaluator:
             state=_State(kind=spec.kind, module=MODULES[spec.kind], checks=plan.checks),
         )
 
+    def verdict(
+        self, spec: AssignmentSpec, score: float, metrics: dict[str, Any], checks: list[CheckResult]
+    ) -> tuple[bool, list[CheckResult]]:
+        """A function homework passes with every check passed (and the score at the pass mark)."""
+        return all(c.passed for c in checks) and score >= spec.pass_threshold, checks
+
     def score(self, spec: AssignmentSpec, prepared: Prepared, output: HarnessOutput) -> Scored:
         """Compare the returned arrays with the expected ones, one CheckResult per check."""
         result = output.result
@@ -926,9 +932,10 @@ class FunctionsEvaluator:
             if c.hint is not None and c.hint not in hints:
                 hints.append(c.hint)
         score = n_pass / len(checks) if checks else 0.0
+        passed, _ = self.verdict(spec, score, {}, checks)
         return Scored(
             score=score,
-            passed=n_pass == len(checks) and score >= spec.pass_threshold,
+            passed=passed,
             metrics={
                 "checks_total": len(checks),
                 "checks_passed": n_pass,

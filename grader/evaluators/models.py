@@ -124,6 +124,9 @@ def inference_batch_size(x: np.ndarray) -> int:
     return max(1, (32 << 20) // max(1, x[0].nbytes if len(x) else 1))
 
 
+ACCURACY_CHECK = "accuracy on the hidden test set"
+
+
 class ModelEvaluator:
     uses_input_cache = True
 
@@ -181,22 +184,30 @@ class ModelEvaluator:
             "correct": correct,
             "output_form": form,
         }
-        passed = acc >= spec.pass_threshold - 1e-12
-        check = CheckResult(
-            name="accuracy on the hidden test set",
-            passed=passed,
-            message=f"accuracy {acc:.4f} ({metrics['correct']}/{len(y)}); the pass mark is {spec.pass_threshold:.4f}",
-            message_zh=f"准确率 {acc:.4f}（{metrics['correct']}/{len(y)}）；及格线为 {spec.pass_threshold:.4f}",
-            expected=f">= {spec.pass_threshold}",
-            got=acc,
-        )
+        passed, checks = self.verdict(spec, acc, metrics, [])
         return Scored(
             score=acc,
             passed=passed,
             metrics=metrics,
-            checks=[check],
+            checks=checks,
             hints=self.hints(spec, pred, labels, acc, k, info),
         )
+
+    def verdict(
+        self, spec: AssignmentSpec, score: float, metrics: dict[str, Any], checks: list[CheckResult]
+    ) -> tuple[bool, list[CheckResult]]:
+        """A model passes at an accuracy of the pass mark or more; its one check says so."""
+        passed = score >= spec.pass_threshold - 1e-12
+        correct, n = metrics.get("correct", "?"), metrics.get("n", "?")
+        check = CheckResult(
+            name=ACCURACY_CHECK,
+            passed=passed,
+            message=f"accuracy {score:.4f} ({correct}/{n}); the pass mark is {spec.pass_threshold:.4f}",
+            message_zh=f"准确率 {score:.4f}（{correct}/{n}）；及格线为 {spec.pass_threshold:.4f}",
+            expected=f">= {spec.pass_threshold}",
+            got=score,
+        )
+        return passed, [check, *(c for c in checks if c.name != ACCURACY_CHECK)]
 
     def hints(
         self,

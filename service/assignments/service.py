@@ -6,7 +6,8 @@ import functools
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from sqlalchemy import Select, String, bindparam, select
+from sqlalchemy import Select, String, bindparam, false, select
+from sqlalchemy import update as sa_update
 from sqlalchemy.orm import Session
 
 from grader.assignments import AssignmentSpec
@@ -73,6 +74,10 @@ def sync_specs(session: Session, specs: Iterable[AssignmentSpec]) -> list[tuple[
 
 
 def update(session: Session, assignment: Assignment, data: AssignmentUpdate) -> Assignment:
+    """Apply an instructor's change. Results and submissions follow the new rules in the same
+    transaction: a new pass mark judges every graded result again (its pass flag and its check's
+    text; no code runs), a new deadline marks every submission late or not by it again."""
+    old_threshold, old_deadline = assignment.pass_threshold, assignment.deadline
     for field, value in data.model_dump(exclude_unset=True).items():
         if value is None and field != "deadline":
             continue
@@ -80,4 +85,55 @@ def update(session: Session, assignment: Assignment, data: AssignmentUpdate) -> 
             value = value.astimezone(UTC)
         setattr(assignment, field, value)
     session.flush()
+    rejudge = assignment.pass_threshold != old_threshold
+    remark = assignment.deadline != old_deadline
+    if rejudge:
+        rejudge_results(session, assignment)
+    if remark:
+        remark_late(session, assignment)
+    if rejudge or remark:  # the boards show pass flags and late marks
+        from service.leaderboards.service import renew_board_tags
+
+        renew_board_tags(session, assignment.id)
+    session.flush()
     return assignment
+
+
+def rejudge_results(session: Session, assignment: Assignment) -> int:
+    """Judge every graded result of `assignment` again under its current pass mark (grader.verdict);
+    returns how many changed."""
+    from grader.grade import verdict
+    from grader.report import CheckResult
+    from service.submissions.models import Result, Submission, SubmissionStatus
+
+    spec = assignment.grading_spec()
+    rows = session.scalars(
+        select(Result)
+        .join(Submission, Submission.id == Result.submission_id)
+        .where(Result.assignment_id == assignment.id, Submission.status == SubmissionStatus.graded)
+    )
+    changed = 0
+    for result in rows:
+        checks = [CheckResult.model_validate(c) for c in result.checks or []]
+        passed, checks = verdict(spec, result.score, result.metrics or {}, checks)
+        new_checks = [c.model_dump(mode="json") for c in checks]
+        if passed != result.passed or new_checks != result.checks:
+            changed += passed != result.passed
+            result.passed, result.checks = passed, new_checks
+    session.flush()
+    return changed
+
+
+def remark_late(session: Session, assignment: Assignment) -> int:
+    """Mark each submission of `assignment` late or not by its current deadline (as an upload is
+    marked: late when made after it); returns how many rows the update touched."""
+    from service.submissions.models import Submission
+
+    late = false() if assignment.deadline is None else Submission.created_at > assignment.deadline
+    stmt = (
+        sa_update(Submission)
+        .where(Submission.assignment_id == assignment.id, Submission.late.is_distinct_from(late))
+        .values(late=late)
+        .execution_options(synchronize_session="fetch")
+    )
+    return int(session.execute(stmt).rowcount or 0)  # type: ignore[attr-defined]
