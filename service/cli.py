@@ -104,16 +104,78 @@ ROSTER_COLUMNS = {
 }
 
 
-def _read_roster(path: Path) -> list[dict[str, str]]:
-    raw = path.read_bytes()
-    for encoding in ("utf-8-sig", "gb18030"):  # Excel in China often saves CSV as GBK
-        try:
-            text = raw.decode(encoding)
-            break
-        except UnicodeDecodeError:
-            continue
-    else:
-        raise SystemExit(f"{path}: neither UTF-8 nor GBK")
+ROLE_NAMES = {
+    "student": "student",
+    "学生": "student",
+    "instructor": "instructor",
+    "teacher": "instructor",
+    "ta": "instructor",
+    "教师": "instructor",
+    "老师": "instructor",
+    "助教": "instructor",
+}
+
+
+class RosterError(SystemExit):
+    """A roster that cannot be imported as it is: every problem found, in English and Chinese, and
+    nothing imported."""
+
+    def __init__(self, path: Path, problems: list[tuple[str, str]]) -> None:
+        lines = [f"{path}: nothing was imported / 未导入任何用户:"]
+        lines += [f"  - {en}\n    {zh}" for en, zh in problems[:20]]
+        if len(problems) > 20:
+            lines.append(f"  ... and {len(problems) - 20} more / 另有 {len(problems) - 20} 处")
+        super().__init__("\n".join(lines))
+
+
+def _decode_roster(path: Path, raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    lines = raw.splitlines()
+    utf8 = [i for i, line in enumerate(lines, 1) if not line.isascii() and _is_utf8(line)]
+    other = [i for i, line in enumerate(lines, 1) if not _is_utf8(line)]
+    if len(utf8) >= len(other):
+        # Mostly UTF-8, with lines added in another editor: decoding all of it as GBK would garble
+        # the UTF-8 lines. (In a GBK file a short line can be valid UTF-8 by chance, so a few such
+        # lines among GBK ones are read as GBK.)
+        where = ", ".join(str(i) for i in other[:5])
+        raise RosterError(
+            path,
+            [
+                (
+                    f"the file mixes encodings: line(s) {where} are not UTF-8 (GBK?) while the others are. "
+                    "Save the whole file again as UTF-8 (Excel: CSV UTF-8).",
+                    f"文件混用了编码：第 {where} 行不是 UTF-8（可能是 GBK），其余行是。"
+                    "请把整个文件重新保存为 UTF-8（Excel：CSV UTF-8）。",
+                )
+            ],
+        )
+    try:
+        return raw.decode("gb18030")  # Excel in China often saves CSV as GBK
+    except UnicodeDecodeError:
+        raise RosterError(
+            path, [("the file is neither UTF-8 nor GBK text", "文件既不是 UTF-8 也不是 GBK 文本")]
+        ) from None
+
+
+def _is_utf8(line: bytes) -> bool:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _read_roster(path: Path, default_role: str) -> list[dict[str, str]]:
+    """The roster's rows (student_number, display_name, role), checked: a row without a name, an
+    unknown role or a student number given twice stops the import, with every such row named."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise RosterError(path, [(f"cannot read it: {e.strerror}", f"无法读取：{e.strerror}")]) from None
+    text = _decode_roster(path, raw)
     reader = csv.DictReader(io.StringIO(text))
     header = {name.strip().lower(): name for name in reader.fieldnames or []}
     column: dict[str, str] = {}
@@ -121,34 +183,111 @@ def _read_roster(path: Path) -> list[dict[str, str]]:
         found = next((header[a] for a in aliases if a in header), None)
         if found is not None:
             column[field] = found
-    missing = {"student_number", "display_name"} - column.keys()
+    missing = [
+        name for field, name in (("student_number", "学号"), ("display_name", "姓名")) if field not in column
+    ]
     if missing:
-        raise SystemExit(f"{path}: missing column(s) {', '.join(sorted(missing))}; have {reader.fieldnames}")
-    rows = []
+        have = ", ".join(reader.fieldnames or []) or "(none)"
+        hint_en = (
+            " (is it separated by tabs or semicolons? save it as CSV, comma-separated)"
+            if "\t" in have or ";" in have
+            else ""
+        )
+        hint_zh = "（是否用制表符或分号分隔？请另存为逗号分隔的 CSV）" if hint_en else ""
+        raise RosterError(
+            path,
+            [
+                (
+                    f"the header has no {' or '.join(missing)} column; it has: {have}{hint_en}. "
+                    "The columns are 学号 (or student_number) and 姓名 (or display_name), 角色 (role) optional.",
+                    f"表头缺少 {'、'.join(missing)} 列；现有：{have}{hint_zh}。"
+                    "需要 学号（或 student_number）和 姓名（或 display_name）列，角色（role）列可选。",
+                )
+            ],
+        )
+    rows: list[dict[str, str]] = []
+    problems: list[tuple[str, str]] = []
+    first_line: dict[str, int] = {}
     for record in reader:
+        line = reader.line_num
         row = {field: (record.get(src) or "").strip() for field, src in column.items()}
-        if row["student_number"]:
-            rows.append(row)
+        number = row["student_number"]
+        if not number:
+            continue
+        if not row["display_name"]:
+            problems.append((f"line {line}: {number} has no name", f"第 {line} 行：{number} 没有姓名"))
+        role = ROLE_NAMES.get((row.get("role") or default_role).strip().lower())
+        if role is None:
+            problems.append(
+                (
+                    f"line {line}: role {row['role']!r} is not one of student/学生, instructor/教师",
+                    f"第 {line} 行：角色 {row['role']!r} 无效，应为 student/学生 或 instructor/教师",
+                )
+            )
+        if any(ord(ch) < 32 for ch in number + row["display_name"]):
+            problems.append(
+                (
+                    f"line {line}: {number}'s student number or name holds a line break, tab or control character",
+                    f"第 {line} 行：{number} 的学号或姓名中有换行、制表符或控制字符",
+                )
+            )
+        if len(number) > 64 or len(row["display_name"]) > 200:
+            problems.append(
+                (
+                    f"line {line}: a student number has at most 64 characters, a name at most 200",
+                    f"第 {line} 行：学号最多 64 个字符，姓名最多 200 个字符",
+                )
+            )
+        if number in first_line:
+            problems.append(
+                (
+                    f"line {line}: student number {number} is also on line {first_line[number]}",
+                    f"第 {line} 行：学号 {number} 与第 {first_line[number]} 行重复",
+                )
+            )
+        first_line.setdefault(number, line)
+        rows.append({**row, "role": role or default_role})
+    if problems:
+        raise RosterError(path, problems)
     return rows
 
 
 def _print_tokens(pairs: Sequence[tuple[Any, str | None]], out: Path | None) -> None:
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["student_number", "display_name", "role", "token"])
-    for user, token in pairs:
-        writer.writerow([user.student_number, user.display_name, user.role.value, token or "(unchanged)"])
+    """The users and their new tokens: to stdout, or to a new file `out` as Excel opens it (UTF-8
+    with a BOM; a name that Excel would run as a formula is quoted). An existing file is never
+    overwritten: it may hold the only copy of tokens printed before."""
+    from service.exports.service import excel_text, to_csv_bytes
+
+    rows = [
+        [user.student_number, user.display_name, user.role.value, token or "(unchanged)"]
+        for user, token in pairs
+    ]
+    header = ["student_number", "display_name", "role", "token"]
     if out is None:
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(header)
+        writer.writerows(rows)
         sys.stdout.write(buf.getvalue())
         print("# Tokens are shown once; only their hashes are stored.", file=sys.stderr)
-    else:
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(buf.getvalue())
-        print(f"Wrote {len(pairs)} user(s) and their tokens to {out} (mode 600).", file=sys.stderr)
+        return
+    data = to_csv_bytes(header, ([excel_text(n), excel_text(name), role, t] for n, name, role, t in rows))
+    try:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise SystemExit(
+            f"{out} exists: it may hold the only copy of tokens printed before, so it is not overwritten. "
+            "Give another --out file (nothing was changed).\n"
+            f"{out} 已存在：其中可能有之前生成的唯一一份令牌，因此不会覆盖。请换一个 --out 文件名（未做任何修改）。"
+        ) from None
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    print(f"Wrote {len(pairs)} user(s) and their tokens to {out} (mode 600).", file=sys.stderr)
 
 
 def cmd_users(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
     from service.db import unit_of_work
     from service.errors import ServiceError
     from service.users import service
@@ -160,33 +299,55 @@ def cmd_users(args: argparse.Namespace) -> int:
     try:
         with unit_of_work(factory) as session:
             if args.users_command == "add":
+                if args.out is not None and args.out.exists():
+                    _print_tokens([], args.out)  # refuses before the user is added
                 pair = service.create_user(
                     session,
-                    UserCreate(student_number=args.number, display_name=args.name, role=Role(args.role)),
+                    UserCreate(
+                        student_number=args.number.strip(),
+                        display_name=args.name.strip(),
+                        role=Role(args.role),
+                    ),
                 )
                 _print_tokens([pair], args.out)
             elif args.users_command == "import-roster":
+                if args.out is not None and args.out.exists():
+                    _print_tokens([], args.out)  # refuses before anything is imported
                 rows = [
                     UserCreate(
                         student_number=r["student_number"],
                         display_name=r["display_name"],
-                        role=Role(r.get("role") or args.role),
+                        role=Role(r["role"]),
                     )
-                    for r in _read_roster(args.csv)
+                    for r in _read_roster(args.csv, args.role)
                 ]
-                _print_tokens(
-                    service.import_roster(session, rows, rotate_existing=args.rotate_existing), args.out
-                )
+                imported = service.import_roster(session, rows, rotate_existing=args.rotate_existing)
+                for user, _, old_name in imported:
+                    if old_name is not None:
+                        print(
+                            f"{user.student_number}: renamed {old_name} -> {user.display_name}",
+                            file=sys.stderr,
+                        )
+                _print_tokens([(user, token) for user, token, _ in imported], args.out)
             elif args.users_command == "token":
-                user = service.get_by_number(session, args.number)
-                if user is None:
-                    raise SystemExit(f"no user {args.number!r}")
-                _print_tokens([(user, service.rotate_token(session, user))], args.out)
+                if args.out is not None and args.out.exists():
+                    _print_tokens([], args.out)  # refuses before the old token is replaced
+                found = service.get_by_number(session, args.number.strip())
+                if found is None:
+                    raise SystemExit(f"no user {args.number!r} / 没有学号为 {args.number!r} 的用户")
+                _print_tokens([(found, service.rotate_token(session, found))], args.out)
             elif args.users_command == "list":
                 for user in service.list_users(session):
                     print(f"{user.student_number:<16} {user.role.value:<10} {user.display_name}")
     except ServiceError as err:
-        print(f"error: {err.detail}", file=sys.stderr)
+        print(f"error: {err.detail}" + (f"\n{err.detail_zh}" if err.detail_zh else ""), file=sys.stderr)
+        return 1
+    except ValidationError as err:
+        for e in err.errors():
+            field = {"student_number": "student number / 学号", "display_name": "name / 姓名"}.get(
+                str(e["loc"][0]) if e["loc"] else "", "value"
+            )
+            print(f"error: {field}: {e['msg']}", file=sys.stderr)
         return 1
     return 0
 

@@ -32,7 +32,7 @@ SCORES_HEADER = (
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _text(value: str) -> str:
+def excel_text(value: str) -> str:
     return "'" + value if value.startswith(_FORMULA_START) else value
 
 
@@ -92,8 +92,8 @@ def scores_csv(session: Session, assignment: Assignment, settings: Settings) -> 
         b = best.get(user.id)
         rows.append(
             (
-                _text(user.student_number),
-                _text(user.display_name),
+                excel_text(user.student_number),
+                excel_text(user.display_name),
                 _number(b.score if b else None),
                 _flag(bool(b and b.passed)),
                 counts.get(user.id, 0),
@@ -119,7 +119,7 @@ def gradebook_csv(session: Session) -> bytes:
     header += ["passed", "total", "eligible"]
     out = []
     for row in rows:
-        line: list[Any] = [_text(row["student_number"]), _text(row["display_name"])]
+        line: list[Any] = [excel_text(row["student_number"]), excel_text(row["display_name"])]
         for slug in slugs:
             line += [_number(row["scores"][slug]), _flag(row["passed"][slug])]
         line += [row["passed_count"], row["total"], _flag(row["eligible"])]

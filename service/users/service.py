@@ -65,17 +65,21 @@ def rotate_token(session: Session, user: User) -> str:
 
 def import_roster(
     session: Session, rows: Iterable[UserCreate], *, rotate_existing: bool = False
-) -> list[tuple[User, str | None]]:
-    """Add each roster row; existing users keep their token unless rotate_existing (then None)."""
-    out: list[tuple[User, str | None]] = []
+) -> list[tuple[User, str | None, str | None]]:
+    """Add each roster row: (user, new token or None, the name it had before or None). Existing
+    users keep their token unless rotate_existing; the roster's name wins over the stored one (a
+    corrected spelling), and their role is kept."""
+    out: list[tuple[User, str | None, str | None]] = []
     for row in rows:
         user = get_by_number(session, row.student_number)
         if user is None:
-            out.append(create_user(session, row))
-        elif rotate_existing:
-            out.append((user, rotate_token(session, user)))
-        else:
-            out.append((user, None))
+            out.append((*create_user(session, row), None))
+            continue
+        old_name = None
+        if user.display_name != row.display_name:
+            old_name, user.display_name = user.display_name, row.display_name
+        out.append((user, rotate_token(session, user) if rotate_existing else None, old_name))
+    session.flush()
     return out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -103,8 +104,77 @@ def test_import_roster_gbk_with_chinese_headers(home: Path, capsys: pytest.Captu
 def test_roster_without_the_needed_columns_is_refused(home: Path) -> None:
     roster = home / "roster.csv"
     roster.write_text("email\na@b.c\n")
-    with pytest.raises(SystemExit, match="student_number"):
+    with pytest.raises(SystemExit, match="no 学号 or 姓名 column; it has: email"):
         main(["users", "import-roster", str(roster)])
+
+
+def test_a_roster_with_bad_rows_is_refused_whole_with_every_row_named(home: Path) -> None:
+    roster = home / "roster.csv"
+    roster.write_text(
+        "学号,姓名,角色\n2024001,张三,学生\n2024002,,student\n2024003,王五,学长\n2024001,孙八,\n"
+        '2024004,"赵\n六",\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(SystemExit) as e:
+        main(["users", "import-roster", str(roster)])
+    text = str(e.value)
+    assert "nothing was imported" in text and "未导入任何用户" in text
+    assert "line 3: 2024002 has no name" in text and "第 3 行" in text
+    assert "line 4: role '学长'" in text
+    assert "line 5: student number 2024001 is also on line 2" in text
+    assert "2024004's student number or name holds a line break" in text
+    assert main(["users", "list"]) == 0  # nothing of it was imported
+
+
+def test_a_roster_takes_chinese_roles_and_corrected_names(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    roster = home / "roster.csv"
+    roster.write_text("学号,姓名,角色\n2024001,张三,学生\nT01,王老师,教师\n", encoding="utf-8")
+    assert main(["users", "import-roster", str(roster)]) == 0
+    capsys.readouterr()
+    roster.write_text("学号,姓名\n2024001,张三丰\n", encoding="utf-8")
+    assert main(["users", "import-roster", str(roster)]) == 0
+    assert "2024001: renamed 张三 -> 张三丰" in capsys.readouterr().err
+    assert main(["users", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert "张三丰" in listed and re.search(r"T01\s+instructor\s+王老师", listed)
+
+
+def test_a_roster_that_mixes_utf8_and_gbk_lines_is_refused(home: Path) -> None:
+    roster = home / "roster.csv"
+    roster.write_bytes("学号,姓名\n2024001,张三\n".encode() + "2024002,李四\n".encode("gbk"))
+    with pytest.raises(SystemExit, match=r"line\(s\) 3 are not UTF-8"):
+        main(["users", "import-roster", str(roster)])
+
+
+def test_the_token_file_is_never_overwritten_and_opens_in_excel(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    roster = home / "roster.csv"
+    roster.write_text("学号,姓名\n2024001,=HYPERLINK(1)\n", encoding="utf-8")
+    out_file = home / "tokens.csv"
+    assert main(["users", "import-roster", str(roster), "--out", str(out_file)]) == 0
+    first = out_file.read_bytes()
+    assert first.startswith(b"\xef\xbb\xbf") and b"'=HYPERLINK(1)" in first
+    token = _tokens(first.decode("utf-8-sig"))["2024001"]
+    with pytest.raises(SystemExit, match="is not overwritten"):
+        main(["users", "import-roster", str(roster), "--rotate-existing", "--out", str(out_file)])
+    with pytest.raises(SystemExit, match="is not overwritten"):
+        main(["users", "token", "2024001", "--out", str(out_file)])
+    assert out_file.read_bytes() == first
+    assert _user_for(home, token) == "2024001"  # not rotated
+
+
+def test_users_add_strips_what_was_typed_around_the_number(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["users", "add", " 2024009 ", "  钱七  "]) == 0
+    token = _tokens(capsys.readouterr().out)["2024009"]
+    assert _user_for(home, token) == "2024009"
+    assert main(["users", "token", "2024009"]) == 0
+    assert main(["users", "add", "2024010", "   "]) == 1
+    assert "name / 姓名" in capsys.readouterr().err
 
 
 def test_assignments_sync_is_idempotent(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
