@@ -496,12 +496,55 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
+    """Import the course's phone-price CSV. Every refusal is one message (English and Chinese), not
+    a traceback; an existing hidden set is replaced only with --replace (results were scored on it)."""
     from grader.datasets import import_phone_price
+    from grader.datasets.phone_price import N_CLASSES, check_split, read_phone_price_csv
 
     settings = get_settings()
     out_dir = args.out or settings.data_dir or settings.home / "data"
-    summary = import_phone_price(args.source, out_dir, args.holdout, args.seed, args.stratify)
+    source: Path = args.source
+
+    def refuse(en: str, zh: str) -> int:
+        print(f"error: {en}\n{zh}", file=sys.stderr)
+        return 1
+
+    if not source.is_file():
+        what = "is a folder" if source.is_dir() else "does not exist"
+        return refuse(
+            f"{source} {what}; give the course's train CSV file.",
+            f"{source} 不是文件；请指定课程的训练集 CSV 文件。",
+        )
+    try:
+        frame = read_phone_price_csv(source)
+        check_split(frame, args.holdout, args.stratify)
+    except ValueError as e:
+        return refuse(str(e), f"无法导入：{e}")
+    hidden = Path(out_dir) / "phone-price" / "hidden.csv"
+    if hidden.exists() and not args.replace:
+        return refuse(
+            f"{hidden} exists: results already graded were scored against it, and a new split would change it. "
+            "Pass --replace to replace it anyway (then regrade), or --out another data dir.",
+            f"{hidden} 已存在：已评测的结果基于它计分，重新划分会改变测试集。如确需替换请加 --replace（之后应重新评测），"
+            "或用 --out 指定另一个数据目录。",
+        )
+    duplicates = int(frame.duplicated().sum())
+    present = sorted(int(c) for c in frame["price_range"].unique())
+    summary = import_phone_price(source, out_dir, args.holdout, args.seed, args.stratify)
     print(json.dumps(summary, ensure_ascii=False, indent=2, default=str))
+    if duplicates:
+        print(
+            f"warning: {duplicates} row(s) of {source} repeat an earlier row; a repeated row can land in both "
+            f"the handout and the hidden set.\n警告：{source} 中有 {duplicates} 行与前面的行完全相同，"
+            "重复的行可能同时出现在训练集和隐藏测试集中。",
+            file=sys.stderr,
+        )
+    if len(present) < N_CLASSES:
+        print(
+            f"warning: only classes {present} of 0..{N_CLASSES - 1} occur in {source}.\n"
+            f"警告：{source} 中只出现了类别 {present}（应为 0..{N_CLASSES - 1}）。",
+            file=sys.stderr,
+        )
     if settings.data_dir is None and args.out is None:
         print(f"# Workers use it once HWGRADE_DATA_DIR={Path(out_dir).resolve()} is set.", file=sys.stderr)
     return 0
@@ -598,6 +641,11 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--seed", type=int, default=88)
     imp.add_argument("--stratify", action=argparse.BooleanOptionalAction, default=True)
     imp.add_argument("--out", type=Path, help="data dir (default HWGRADE_DATA_DIR, else <home>/data)")
+    imp.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace an existing hidden set (results graded on it change meaning)",
+    )
     p.set_defaults(func=cmd_datasets)
     return parser
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,29 @@ def load_phone_price_file(path: Path, name: str) -> HiddenSet:
     return HiddenSet(
         name=name, sha256=file_sha256(path), x=frozen(x), y=frozen(y), columns=list(PHONE_PRICE_COLUMNS)
     )
+
+
+def check_split(frame: pd.DataFrame, holdout: float, stratify: bool) -> None:
+    """Raise ValueError, naming the fix, where course_split could not split `frame` by `holdout`
+    (scikit-learn's own error for a holdout of 0.0001 says "test_size=0 should be either positive")."""
+    if not 0.0 < holdout < 1.0:  # NaN too
+        raise ValueError(
+            f"--holdout is the hidden set's share of the rows, between 0 and 1 (e.g. 0.2); got {holdout}"
+        )
+    rows = len(frame)
+    hidden = math.ceil(rows * holdout)
+    need = frame[LABEL_COLUMN].nunique() if stratify else 1
+    if hidden < need or rows - hidden < need:
+        raise ValueError(
+            f"--holdout {holdout} of {rows} rows leaves {hidden} for the hidden set and {rows - hidden} for the "
+            f"handout; each needs at least {need} (one per class when stratified). Use about 0.2."
+        )
+    if stratify:
+        smallest = int(frame[LABEL_COLUMN].value_counts().min())
+        if smallest < 2:
+            raise ValueError(
+                "a class has a single row, so a stratified split is impossible; add rows or pass --no-stratify"
+            )
 
 
 def course_split(

@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from sqlalchemy import delete
 
@@ -196,6 +197,54 @@ def test_datasets_import_phone_price(home: Path, capsys: pytest.CaptureFixture[s
     summary = json.loads(capsys.readouterr().out)
     assert summary["seed"] == 88 and summary["stratify"] is True
     assert (out / "phone-price" / "hidden.csv").is_file() and (out / "phone-price" / "handout.csv").is_file()
+
+
+def test_datasets_import_refuses_with_a_message_not_a_traceback(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train = home / "train.csv"
+    frame = generate_phone_price_frame(400, seed=1)
+    frame.to_csv(train, index=False)
+    base = ["datasets", "import", "phone-price", "--out", str(home / "data")]
+    cases = {
+        str(home / "missing.csv"): "does not exist",
+        str(home): "is a folder",
+    }
+    for source, expected in cases.items():
+        assert main([*base, "--from", source]) == 1
+        assert expected in capsys.readouterr().err
+    for holdout, expected in (
+        ("0", "between 0 and 1"),
+        ("1.5", "between 0 and 1"),
+        ("nan", "between 0 and 1"),
+        ("0.0001", "leaves 1 for the hidden set"),
+        ("0.999", "leaves 400 for the hidden set"),
+    ):
+        assert main([*base, "--from", str(train), "--holdout", holdout]) == 1
+        err = capsys.readouterr().err
+        assert expected in err and "无法导入" in err and "Traceback" not in err
+    frame.drop(columns=["price_range"]).to_csv(home / "nolabel.csv", index=False)
+    assert main([*base, "--from", str(home / "nolabel.csv")]) == 1
+    assert "missing column(s) price_range" in capsys.readouterr().err
+    assert not (home / "data").exists()
+
+
+def test_datasets_import_keeps_an_existing_hidden_set_and_warns_of_duplicates(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train = home / "train.csv"
+    frame = generate_phone_price_frame(400, seed=1)
+    frame.to_csv(train, index=False)
+    base = ["datasets", "import", "phone-price", "--from", str(train), "--out", str(home / "data")]
+    assert main(base) == 0
+    hidden = home / "data" / "phone-price" / "hidden.csv"
+    first = hidden.read_bytes()
+    capsys.readouterr()
+    assert main([*base, "--seed", "1"]) == 1
+    assert "--replace" in capsys.readouterr().err and hidden.read_bytes() == first
+    pd.concat([frame, frame.head(7)]).to_csv(train, index=False)
+    assert main([*base, "--seed", "1", "--replace"]) == 0
+    assert "7 row(s)" in capsys.readouterr().err and hidden.read_bytes() != first
 
 
 @pytest.mark.slow
