@@ -154,6 +154,24 @@ def count_today(
     return session.scalar(stmt) or 0
 
 
+def daily_limit_error(assignment: Assignment, settings: Settings) -> DailyLimitReached:
+    """The refusal of an upload over the daily limit, naming the day's time zone (HWGRADE_DAY_TIMEZONE)."""
+    tz = settings.day_timezone
+    where, where_zh = ("China time", "北京时间") if tz == "Asia/Shanghai" else (tz, f"{tz} 时间")
+    if assignment.daily_limit == 0:
+        return DailyLimitReached(
+            f"{assignment.slug!r} is not taking submissions at the moment (its daily limit is 0). "
+            "Ask your instructor when it opens.",
+            f"作业 {assignment.slug} 目前不接受提交（每日提交上限为 0）。请向教师询问何时开放。",
+        )
+    return DailyLimitReached(
+        f"You have used all {assignment.daily_limit} submissions for {assignment.slug!r} today; "
+        f"the limit resets at midnight ({where}). Use `hwgrade check` to test your zip locally meanwhile.",
+        f"你今天在作业 {assignment.slug} 上的 {assignment.daily_limit} 次提交已用完，{where_zh}零点重置。"
+        "在此之前可以用 `hwgrade check` 在本地检查你的 zip。",
+    )
+
+
 def check_deadline(assignment: Assignment, owner: User, now: datetime, settings: Settings) -> bool:
     """Whether an upload at `now` is late; raises DeadlinePassed where the late policy refuses it.
 
@@ -207,11 +225,7 @@ def create_submission(
             session.execute(select(User.id).where(User.id == owner.id).with_for_update())
             used = count_today(session, owner, assignment, settings, now)
             if used >= assignment.daily_limit:
-                raise DailyLimitReached(
-                    f"You have used all {assignment.daily_limit} submissions for {assignment.slug!r} today; "
-                    "the limit resets at midnight (China time).",
-                    f"你今天在作业 {assignment.slug} 上的 {assignment.daily_limit} 次提交已用完，北京时间零点重置。",
-                )
+                raise daily_limit_error(assignment, settings)
         relpath = store.commit(staged)
     except BaseException:
         staged.discard()

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from service.assignments.models import LatePolicy
+from service.assignments.models import Assignment, LatePolicy
 from service.config import Settings
 from service.db import alembic_config, create_db_engine, upgrade_db
 from service.errors import DailyLimitReached, DeadlinePassed
@@ -109,6 +109,19 @@ def test_daily_limit_counts_per_assignment(client: TestClient, db: Session) -> N
     assert [_upload(client, token)[0] for _ in range(3)] == [202, 202, 429]
     assert _upload(client, token, "backprop")[0] == 202  # another assignment has its own count
     assert _upload(client, other)[0] == 202  # and another student
+
+
+def test_the_daily_limit_message_names_the_course_timezone_and_a_closed_assignment(
+    settings: Settings,
+) -> None:
+    a = Assignment(slug="activations", daily_limit=3)
+    assert "midnight (China time)" in submissions.daily_limit_error(a, settings).detail
+    elsewhere = settings.model_copy(update={"day_timezone": "Europe/Berlin"})
+    refused = submissions.daily_limit_error(a, elsewhere)
+    assert "midnight (Europe/Berlin)" in refused.detail and "Europe/Berlin 时间零点" in refused.detail_zh
+    closed = submissions.daily_limit_error(Assignment(slug="activations", daily_limit=0), settings)
+    assert "not taking submissions" in closed.detail and "used all 0" not in closed.detail
+    assert "不接受提交" in closed.detail_zh
 
 
 def test_daily_limit_resets_at_midnight_in_the_course_timezone(db: Session, settings: Settings) -> None:
