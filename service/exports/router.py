@@ -14,7 +14,8 @@ _CSV: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _csv_response(content: bytes, filename: str) -> Response:
+def csv_response(content: bytes, filename: str) -> Response:
+    """A CSV download (the API's and the instructor pages' exports)."""
     return Response(
         content,
         media_type="text/csv; charset=utf-8",
@@ -27,10 +28,10 @@ def export_scores(
     assignment: CurrentAssignment, session: SessionDep, settings: SettingsDep, _instructor: RequireInstructor
 ) -> Response:
     """One assignment's scores as CSV, one row per student (instructors only)."""
-    return _csv_response(service.scores_csv(session, assignment, settings), f"{assignment.slug}-scores.csv")
+    return csv_response(service.scores_csv(session, assignment, settings), f"{assignment.slug}-scores.csv")
 
 
 @router.get("/gradebook.csv", response_class=Response, responses=_CSV)
 def export_gradebook(session: SessionDep, _instructor: RequireInstructor) -> Response:
     """The course grade book as CSV: best score and passed per assignment, eligibility (instructors only)."""
-    return _csv_response(service.gradebook_csv(session), "gradebook.csv")
+    return csv_response(service.gradebook_csv(session), "gradebook.csv")

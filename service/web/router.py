@@ -18,10 +18,13 @@ from jinja2 import pass_context
 from jinja2.runtime import Context
 from sqlalchemy.orm import Session
 
+from grader.assignments import MODEL_KINDS
 from service.assignments import service as assignments_service
 from service.assignments.models import Assignment
 from service.db import is_row_id
 from service.deps import SessionDep, SettingsDep
+from service.exports import service as exports
+from service.exports.router import csv_response
 from service.leaderboards import service as boards
 from service.storage import BlobStore
 from service.submissions import service as submissions_service
@@ -78,7 +81,9 @@ def _size(n: int) -> str:
 
 
 templates.env.filters.update(localtime=_localtime, pct=_pct, short=_short, metric=_metric, size=_size)
-templates.env.globals.update(status_label=lambda s: STATUS_LABELS.get(s, str(s)), quote=quote)
+templates.env.globals.update(
+    status_label=lambda s: STATUS_LABELS.get(s, str(s)), quote=quote, MODEL_KINDS=MODEL_KINDS
+)
 
 
 def render(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
@@ -248,13 +253,21 @@ def assignment_page(
     return render(request, "assignment.html", context)
 
 
-def _submission_or_none(session: Session, submission_id: int) -> Submission | None:
-    return submissions_service.get(session, submission_id)
+def _row_id(text: str) -> int | None:
+    """A page's id as typed in the address bar: not a number, or beyond any row, is no row (the
+    page then answers with its HTML 404, not the API's JSON 422)."""
+    n = int(text) if text.isascii() and text.isdigit() and len(text) < 20 else 0
+    return n if is_row_id(n) else None
+
+
+def _submission_or_none(session: Session, submission_id: str) -> Submission | None:
+    n = _row_id(submission_id)
+    return submissions_service.get(session, n) if n is not None else None
 
 
 @router.get("/ui/submissions/{submission_id}", response_class=HTMLResponse)
 def report_page(
-    request: Request, submission_id: int, session: SessionDep, user: WebInstructor
+    request: Request, submission_id: str, session: SessionDep, user: WebInstructor
 ) -> HTMLResponse:
     """One submission's grading report."""
     submission = _submission_or_none(session, submission_id)
@@ -285,8 +298,25 @@ def _blob_path(request: Request, submission: Submission) -> Path:
     return BlobStore(request.app.state.settings.blob_dir).path(submission.stored_path)
 
 
+@router.get("/ui/gradebook.csv")
+def download_gradebook(session: SessionDep, user: WebInstructor) -> Response:
+    """The course grade book as the API's /api/v1/gradebook.csv, for the logged-in instructor."""
+    return csv_response(exports.gradebook_csv(session), "gradebook.csv")
+
+
+@router.get("/ui/assignments/{slug}/scores.csv")
+def download_scores(
+    request: Request, slug: str, session: SessionDep, settings: SettingsDep, user: WebInstructor
+) -> Response:
+    """One assignment's scores as the API's /api/v1/assignments/{slug}/scores.csv."""
+    assignment = _assignment_or_none(session, slug)
+    if assignment is None:
+        return not_found(request, user, f"No assignment {slug!r}.", f"没有名为 {slug} 的作业。")
+    return csv_response(exports.scores_csv(session, assignment, settings), f"{assignment.slug}-scores.csv")
+
+
 @router.get("/ui/submissions/{submission_id}/zip")
-def download_zip(request: Request, submission_id: int, session: SessionDep, user: WebInstructor) -> Response:
+def download_zip(request: Request, submission_id: str, session: SessionDep, user: WebInstructor) -> Response:
     """The submission's zip as uploaded."""
     submission = _submission_or_none(session, submission_id)
     path = _blob_path(request, submission) if submission else None
@@ -309,7 +339,7 @@ def download_zip(request: Request, submission_id: int, session: SessionDep, user
 @router.get("/ui/submissions/{submission_id}/attachment")
 def download_attachment(
     request: Request,
-    submission_id: int,
+    submission_id: str,
     session: SessionDep,
     user: WebInstructor,
     name: Annotated[str, Query(max_length=1024)],
@@ -344,9 +374,10 @@ def download_attachment(
 
 
 @router.get("/ui/students/{user_id}", response_class=HTMLResponse)
-def student_page(request: Request, user_id: int, session: SessionDep, user: WebInstructor) -> HTMLResponse:
+def student_page(request: Request, user_id: str, session: SessionDep, user: WebInstructor) -> HTMLResponse:
     """All submissions of one student, best scores per assignment and a score-over-time plot."""
-    student = session.get(User, user_id) if is_row_id(user_id) else None
+    n = _row_id(user_id)
+    student = session.get(User, n) if n is not None else None
     if student is None:
         return not_found(request, user, f"No user {user_id}.", f"没有编号为 {user_id} 的用户。")
     submissions = submissions_service.list_for_owner(session, student)

@@ -310,7 +310,8 @@ def test_assignment_page_has_both_boards_and_the_histogram(ui: TestClient, cours
 def test_unknown_pages_are_html_404s(ui: TestClient) -> None:
     paths = ["/ui/assignments/nope", "/ui/submissions/999999", "/ui/students/999999"]
     # Ids no INTEGER column holds are pages that do not exist too, not a database error.
-    for huge in (2**31, 2**63):
+    # And so are ids that are no number at all (they were the API's JSON 422).
+    for huge in (2**31, 2**63, "abc", "-1", "1e3", "١٢"):
         paths += [f"/ui/submissions/{huge}", f"/ui/submissions/{huge}/zip", f"/ui/students/{huge}"]
         paths.append(f"/ui/submissions/{huge}/attachment?name=a.jpg")
     for path in paths:
@@ -472,10 +473,27 @@ def test_whole_zip_download(ui: TestClient, with_attachments: Submission) -> Non
         assert "hw3/photos/推导.jpg" in zf.namelist()
 
 
+def test_grade_exports_download_with_the_session(ui: TestClient, course: dict[str, Any]) -> None:
+    page = ui.get("/ui/assignments/phone-price").text
+    assert 'href="/ui/assignments/phone-price/scores.csv"' in page and 'href="/ui/gradebook.csv"' in page
+    assert "private half of the hidden test set" in page
+    for path, name in (
+        ("/ui/gradebook.csv", "gradebook.csv"),
+        ("/ui/assignments/phone-price/scores.csv", "phone-price-scores.csv"),
+    ):
+        response = ui.get(path)
+        assert response.status_code == 200, path
+        assert response.headers["content-disposition"] == f'attachment; filename="{name}"'
+        assert response.content.startswith(b"\xef\xbb\xbf") and "王芳".encode() in response.content
+    assert ui.get("/ui/assignments/nope/scores.csv").status_code == 404
+
+
 def test_downloads_need_the_session(client: TestClient, with_attachments: Submission) -> None:
     for path in (
         f"/ui/submissions/{with_attachments.id}/zip",
         f"/ui/submissions/{with_attachments.id}/attachment?name=notes.html",
+        "/ui/gradebook.csv",
+        "/ui/assignments/phone-price/scores.csv",
     ):
         assert client.get(path, follow_redirects=False).status_code == 303, path
 
