@@ -560,7 +560,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="embedded service: API + worker + demo on SQLite, no servers needed")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000, help="0 picks a free port")
-    p.add_argument("--no-demo", action="store_true", help="do not submit the example submissions")
+    p.add_argument("--no-demo", action="store_true", help="no demo users and no example submissions")
     p.add_argument("--exit-after-demo", action="store_true", help="stop once the demo has been graded")
     p.add_argument("--demo-timeout", type=float, default=900.0, help="seconds to wait for each example")
     p.set_defaults(func=cmd_serve)

@@ -157,7 +157,9 @@ def serve(
     settings.prepare_dirs()
     print("hwgrade embedded service:", ", ".join(f"{k}={v}" for k, v in settings_summary(settings).items()))
     upgrade_db(settings.database_url)
-    tokens = ensure_demo_users(settings)
+    # With --no-demo, no demo users either: they would be students in the grade book and the
+    # eligibility list of the course the embedded service then serves.
+    tokens = ensure_demo_users(settings) if demo else {}
     worker = start_worker(settings, log_path=settings.home / "worker.log")
     print(f"Worker started (pid {worker.pid}); its log: {settings.home / 'worker.log'}", flush=True)
     config = uvicorn.Config(
@@ -174,9 +176,15 @@ def serve(
         bound_port = server.servers[0].sockets[0].getsockname()[1]
         base_url = f"http://{host}:{bound_port}"
         print(f"API at {base_url}  (docs: {base_url}/docs; instructor pages: {base_url}/ui/)", flush=True)
-        print("Demo tokens (new on every start):")
-        for number, token in tokens.items():
-            print(f"  {number:<14} {token}")
+        if tokens:
+            print("Demo tokens (new on every start):")
+            for number, token in tokens.items():
+                print(f"  {number:<14} {token}")
+        else:
+            print(
+                "No demo users (--no-demo): add yours with `hwgrade users add` or `hwgrade users import-roster`.",
+                flush=True,
+            )
         try:
             if demo:
                 outcome["ok"] = run_demo(base_url, tokens, find_examples(), demo_timeout)

@@ -446,6 +446,8 @@ def test_embedded_serve_stops_its_worker_on_sigterm(tmp_path: Path) -> None:
         for line in proc.stdout:
             if m := re.search(r"Worker started \(pid (\d+)\)", line):
                 worker_pid = int(m.group(1))
+            if "Demo tokens" in line:
+                raise AssertionError("--no-demo made demo users")
             if "Serving at" in line:
                 break
         assert worker_pid is not None
