@@ -111,17 +111,18 @@ def _local(value: datetime, settings: Settings) -> str:
 
 
 def gradebook_csv(session: Session) -> bytes:
-    """One row per student, a score and a passed column per assignment, then passed count and eligible."""
+    """One row per student; per assignment a score, a passed and a "passed late" column (1: passed
+    only by submissions made after the deadline); then passed count and eligible."""
     slugs, rows = gradebook_rows(session)
     header = ["student_number", "display_name"]
     for slug in slugs:
-        header += [f"{slug} score", f"{slug} passed"]
+        header += [f"{slug} score", f"{slug} passed", f"{slug} passed late"]
     header += ["passed", "total", "eligible"]
     out = []
     for row in rows:
         line: list[Any] = [excel_text(row["student_number"]), excel_text(row["display_name"])]
         for slug in slugs:
-            line += [_number(row["scores"][slug]), _flag(row["passed"][slug])]
+            line += [_number(row["scores"][slug]), _flag(row["passed"][slug]), _flag(row["late"][slug])]
         line += [row["passed_count"], row["total"], _flag(row["eligible"])]
         out.append(line)
     return to_csv_bytes(header, out)

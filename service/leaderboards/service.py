@@ -561,13 +561,17 @@ def eligibility(session: Session) -> list[EligibilityRow]:
 
 
 def _best_per_assignment() -> Select[*tuple[Any, ...]]:
-    """Per (owner, assignment): best graded score, passed (0/1) and number of submissions."""
+    """Per (owner, assignment): best graded score, passed (0/1), passed on time (0/1: by a
+    submission made before the deadline) and number of submissions."""
     return (
         select(
             Submission.owner_id,
             Submission.assignment_id,
             func.max(case((_graded(), Result.score))).label("best"),
             func.max(case((_passed_graded(), 1), else_=0)).label("passed"),
+            func.max(case((_passed_graded() & Submission.late.is_(False), 1), else_=0)).label(
+                "passed_on_time"
+            ),
             func.count(Submission.id).label("submissions"),
         )
         .outerjoin(Result, Result.submission_id == Submission.id)
@@ -583,7 +587,8 @@ def _best_by_student_assignment(session: Session) -> dict[tuple[int, int], Any]:
 def gradebook_rows(session: Session) -> tuple[list[str], list[dict[str, Any]]]:
     """The course grade book: assignment slugs, and per student (by student number) a dict with
     user_id, student_number, display_name, scores {slug: best graded score or None},
-    passed {slug: bool}, passed_count, total, eligible."""
+    passed {slug: bool}, late {slug: bool, passed only by late submissions}, passed_count, total,
+    eligible (late passes count: the late policy decides whether a late upload is accepted)."""
     assignments = list(session.scalars(select(Assignment).order_by(Assignment.id)))
     slugs = [a.slug for a in assignments]
     best = _best_by_student_assignment(session)
@@ -591,10 +596,12 @@ def gradebook_rows(session: Session) -> tuple[list[str], list[dict[str, Any]]]:
     for user in _students(session):
         scores: dict[str, float | None] = {}
         passed: dict[str, bool] = {}
+        late: dict[str, bool] = {}
         for a in assignments:
             r = best.get((user.id, a.id))
             scores[a.slug] = float(r.best) if r is not None and r.best is not None else None
             passed[a.slug] = bool(r is not None and r.passed)
+            late[a.slug] = passed[a.slug] and not (r is not None and r.passed_on_time)
         n = sum(passed.values())
         rows.append(
             {
@@ -603,6 +610,7 @@ def gradebook_rows(session: Session) -> tuple[list[str], list[dict[str, Any]]]:
                 "display_name": user.display_name,
                 "scores": scores,
                 "passed": passed,
+                "late": late,
                 "passed_count": n,
                 "total": len(assignments),
                 "eligible": is_eligible(n, len(assignments)),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -103,7 +104,7 @@ def test_gradebook_csv(client: TestClient, db: Session, settings: Settings) -> N
     assert header == [
         "student_number",
         "display_name",
-        *[col for slug in slugs for col in (f"{slug} score", f"{slug} passed")],
+        *[col for slug in slugs for col in (f"{slug} score", f"{slug} passed", f"{slug} passed late")],
         "passed",
         "total",
         "eligible",
@@ -113,11 +114,36 @@ def test_gradebook_csv(client: TestClient, db: Session, settings: Settings) -> N
     assert [zhang_row[f"{s} passed"] for s in slugs] == ["1", "1", "1", "1", "0"]
     assert zhang_row[f"{slugs[4]} score"] == "0.25"
     assert (zhang_row["passed"], zhang_row["total"], zhang_row["eligible"]) == ("4", "5", "1")
+    assert [zhang_row[f"{s} passed late"] for s in slugs] == ["0", "0", "0", "0", "0"]
     li_row = dict(zip(header, lines[1], strict=True))
     assert li_row[f"{slugs[0]} score"] == "" and (li_row["passed"], li_row["eligible"]) == ("0", "0")
     _, student = create_user(db)
     db.commit()
     assert client.get("/api/v1/gradebook.csv", headers=auth(student)).status_code == 403
+
+
+def test_gradebook_says_which_passes_came_only_after_the_deadline(
+    client: TestClient, db: Session, settings: Settings
+) -> None:
+    a = create_assignment(db, "activations", daily_limit=100, deadline=T0 + timedelta(minutes=5))
+    late_only, _ = create_user(db)
+    both, _ = create_user(db)
+    _, teacher = create_instructor(db)
+    graded(db, settings, late_only, a, 0.5, 1, passed=False)
+    graded(db, settings, late_only, a, 1.0, 10, passed=True)  # after the deadline
+    graded(db, settings, both, a, 1.0, 1, passed=True)
+    graded(db, settings, both, a, 1.0, 10, passed=True)
+    db.commit()
+    body = client.get("/api/v1/gradebook.csv", headers=auth(teacher)).content.decode("utf-8-sig")
+    rows = {r["student_number"]: r for r in csv.DictReader(io.StringIO(body))}
+    assert (
+        rows[late_only.student_number]["activations passed"],
+        rows[late_only.student_number]["activations passed late"],
+    ) == ("1", "1")
+    assert (
+        rows[both.student_number]["activations passed"],
+        rows[both.student_number]["activations passed late"],
+    ) == ("1", "0")
 
 
 def test_csv_cells_cannot_become_excel_formulas(client: TestClient, db: Session) -> None:
