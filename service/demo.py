@@ -33,6 +33,7 @@ from service.users.models import Role
 from service.users.schemas import UserCreate
 
 DEMO_INSTRUCTOR = ("demo-teacher", "Demo Teacher 演示教师")
+WORKER_RESTART_DELAY_S = 2.0
 DEMO_STUDENTS = [("demo-s001", "Demo Student 1 演示学生一"), ("demo-s002", "Demo Student 2 演示学生二")]
 FINAL = ("graded", "error")
 
@@ -160,8 +161,9 @@ def serve(
     # With --no-demo, no demo users either: they would be students in the grade book and the
     # eligibility list of the course the embedded service then serves.
     tokens = ensure_demo_users(settings) if demo else {}
-    worker = start_worker(settings, log_path=settings.home / "worker.log")
-    print(f"Worker started (pid {worker.pid}); its log: {settings.home / 'worker.log'}", flush=True)
+    log_path = settings.home / "worker.log"
+    workers = [start_worker(settings, log_path=log_path)]
+    print(f"Worker started (pid {workers[0].pid}); its log: {log_path}", flush=True)
     config = uvicorn.Config(
         create_app(settings), host=host, port=port, log_level="warning", timeout_keep_alive=API_KEEP_ALIVE_S
     )
@@ -196,14 +198,35 @@ def serve(
         else:
             print(f"Serving at {base_url}; press Ctrl-C to stop.", flush=True)
 
+    starting = threading.Lock()
+
+    def _watch() -> None:
+        """Start the worker again if it ends while the service runs: uploads would otherwise stay
+        queued with nothing to say why (what is queued is graded once it is back: the sweeper)."""
+        while not server.should_exit:
+            code = workers[-1].poll()
+            if code is not None and not server.should_exit:
+                print(f"The worker ended (exit code {code}; see {log_path}); starting it again.", flush=True)
+                time.sleep(WORKER_RESTART_DELAY_S)
+                with starting:  # not while the service stops its workers
+                    if server.should_exit:
+                        return
+                    workers.append(start_worker(settings, log_path=log_path))
+                print(f"Worker started (pid {workers[-1].pid}).", flush=True)
+            time.sleep(1.0)
+
     thread = threading.Thread(target=_demo, name="demo", daemon=True)
     thread.start()
+    threading.Thread(target=_watch, name="worker-watch", daemon=True).start()
     # uvicorn shuts down on SIGTERM and then re-raises it under the handler it found: make that one
     # unwind the stack, so the `finally` below stops the worker instead of leaving it orphaned.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         server.run()
     finally:
-        stop_process_group(worker)
+        with starting:
+            server.should_exit = True  # the watch starts no new worker now
+        for worker in workers:
+            stop_process_group(worker)
     thread.join(timeout=5)
     return 0 if outcome["ok"] else 1

@@ -15,6 +15,7 @@ from celery.signals import worker_process_init, worker_process_shutdown, worker_
 from kombu import Queue
 from sqlalchemy.orm import Session, sessionmaker
 
+from service import folder_broker
 from service.config import Settings, get_settings
 from service.db import create_db_engine, create_session_factory
 
@@ -49,6 +50,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
     if settings.broker_url.startswith("filesystem"):
         folder = str(settings.broker_dir / "queue")
+        conf["broker_transport"] = folder_broker.TRANSPORT  # atomic writes: see service/folder_broker.py
         conf["broker_transport_options"] = {
             "data_folder_in": folder,
             "data_folder_out": folder,

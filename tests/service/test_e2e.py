@@ -429,7 +429,7 @@ def test_embedded_serve_runs_the_demo_without_any_server(tmp_path: Path) -> None
     assert (tmp_path / "home" / "hwgrade.sqlite3").is_file()
 
 
-def test_embedded_serve_stops_its_worker_on_sigterm(tmp_path: Path) -> None:
+def test_embedded_serve_restarts_a_worker_that_ended_and_stops_it_on_sigterm(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HWGRADE_")}
     env.update(PYTHONPATH=str(REPO_ROOT), HWGRADE_HOME=str(tmp_path / "home"), HWGRADE_DEVICE="cpu")
     proc = subprocess.Popen(
@@ -451,6 +451,14 @@ def test_embedded_serve_stops_its_worker_on_sigterm(tmp_path: Path) -> None:
             if "Serving at" in line:
                 break
         assert worker_pid is not None
+        # A worker that ends (it once died of an unreadable broker message) is started again.
+        os.killpg(worker_pid, signal.SIGKILL)
+        first_pid = worker_pid
+        for line in proc.stdout:
+            if m := re.search(r"Worker started \(pid (\d+)\)", line):
+                worker_pid = int(m.group(1))
+                break
+        assert worker_pid != first_pid
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
         deadline = time.monotonic() + 30
