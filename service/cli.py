@@ -425,10 +425,22 @@ def cmd_submit(args: argparse.Namespace) -> int:
             f"Submitted #{body['id']} ({body['size_bytes']} bytes); waiting for the grade 等待评分...",
             flush=True,
         )
+        if body.get("late"):
+            print(
+                "LATE 迟交: this submission came after the deadline and is marked late; your instructor decides "
+                "how late work counts. 本次提交晚于截止时间，已标记为迟交；迟交如何计分由教师决定。",
+                flush=True,
+            )
         deadline = time.monotonic() + args.timeout
         while body["status"] not in ("graded", "error"):
             if time.monotonic() > deadline:
-                print(f"Still {body['status']} after {args.timeout:g}s; check later: {args.server}{location}")
+                url = f"{args.server.rstrip('/')}{location}"
+                print(
+                    f"Still {body['status']} after {args.timeout:g}s: it is kept and will be graded; the graders may "
+                    f"be busy. Check later at {url} (or GET /api/v1/me/submissions); no need to submit again.\n"
+                    f"等待 {args.timeout:g} 秒后仍为 {body['status']}：提交已保存，稍后会评分，评测机可能正忙。"
+                    f"请稍后查看 {url}（或 GET /api/v1/me/submissions），无需重新提交。"
+                )
                 return 2
             time.sleep(args.poll)
             resp = client.get(location)

@@ -8,7 +8,9 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pandas as pd
 import pytest
 from sqlalchemy import delete
@@ -291,6 +293,44 @@ def test_check_and_submit_of_a_path_that_is_no_file_say_so(
         assert main([*command, str(folder), "-a", "activations"]) == 2
         err = capsys.readouterr().err
         assert "is a folder; zip it first" in err and "请先把它压缩成 .zip" in err
+
+
+_HTTPX_CLIENT = httpx.Client
+
+
+def _canned_server(monkeypatch: pytest.MonkeyPatch, bodies: list[dict[str, Any]]) -> None:
+    """What `hwgrade submit` reads from the API, canned (this is about the CLI's output; the e2e test
+    runs it against the real service): the upload's 202, then each poll's body in turn."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = bodies.pop(0) if len(bodies) > 1 else bodies[0]
+        status = 202 if request.method == "POST" else 200
+        return httpx.Response(status, json=body, headers={"Location": "/api/v1/submissions/7"})
+
+    monkeypatch.setattr(
+        httpx, "Client", lambda **kw: _HTTPX_CLIENT(**kw, transport=httpx.MockTransport(handler))
+    )
+
+
+def test_submit_says_a_late_submission_is_late_and_a_slow_queue_loses_nothing(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    zip_path = home / "hw.zip"
+    zip_path.write_bytes(b"PK\x05\x06" + b"\0" * 18)
+    queued = {"id": 7, "size_bytes": 22, "status": "queued", "late": True}
+    _canned_server(monkeypatch, [queued])
+    argv = ["submit", str(zip_path), "-a", "activations", "--token", "hwg_x", "--server", "http://x/"]
+    assert main([*argv, "--timeout", "0.2", "--poll", "0.05"]) == 2
+    out = capsys.readouterr().out
+    assert "LATE 迟交" in out and "marked late" in out
+    assert (
+        "it is kept and will be graded" in out
+        and "http://x/api/v1/submissions/7" in out
+        and "无需重新提交" in out
+    )
+    _canned_server(monkeypatch, [{**queued, "late": False}])
+    assert main([*argv, "--timeout", "0.1", "--poll", "0.05"]) == 2
+    assert "LATE" not in capsys.readouterr().out
 
 
 FIXTURES = Path(__file__).resolve().parents[1] / "grader" / "fixtures" / "functions"
