@@ -156,6 +156,45 @@ GRADE_DIR_PREFIX = "hwgrade-grade-"  # then the grading process's pid and "-"
 _swept: set[tuple[int, Path]] = set()  # (pid, root): this process has swept that root
 
 
+def _with_packaging_advice(err: GradeError, unpacked: intake.Unpacked, spec: AssignmentSpec) -> GradeError:
+    """`err` (nothing to grade was found) with what the zip holds instead, where that is the cause: a
+    zip inside the zip, or a notebook where a .py file was wanted (notebooks are kept, not graded)."""
+    if err.code not in (ErrorCode.missing_function, ErrorCode.no_model_found, ErrorCode.bad_manifest):
+        return err
+    names = list(dict.fromkeys([*unpacked.files, *unpacked.attachments]))
+    if any(n.lower().endswith(".py") for n in unpacked.files) and err.code != ErrorCode.missing_function:
+        return err
+    zips = [n for n in names if n.lower().endswith(".zip")]
+    notebooks = [n for n in names if n.lower().endswith(".ipynb")]
+    from grader.evaluators.functions import MODULES
+
+    wanted = MODULES.get(spec.kind, "model.py")
+    if zips:
+        listed = ", ".join(zips[:3])
+        en = (
+            f"Your zip contains another zip ({listed}) instead of your files: upload that zip itself, or unpack it "
+            "and zip the files it holds."
+        )
+        zh = f"你的 zip 里装的是另一个 zip（{listed}），而不是你的文件：请直接上传那个 zip，或把它解压后重新打包其中的文件。"
+    elif notebooks and not any(n.rsplit("/", 1)[-1] == wanted for n in unpacked.files):
+        listed = ", ".join(notebooks[:3])
+        what = "the code that defines your network" if spec.is_model else "your functions"
+        what_zh = "定义网络的代码" if spec.is_model else "你的函数"
+        en = (
+            f"Your zip has a notebook ({listed}); notebooks are kept for your instructor but not run. Export "
+            f"{what} as {wanted} (Jupyter: File > Download as > Python (.py); JupyterLab: File > Save and Export "
+            "Notebook As > Executable Script) and zip it with the rest."
+        )
+        zh = (
+            f"你的 zip 中有 notebook（{listed}）；notebook 会保留给教师，但不会被运行。请把{what_zh}导出为 {wanted}"
+            "（Jupyter：File > Download as > Python (.py)；JupyterLab：File > Save and Export Notebook As > "
+            "Executable Script），再与其他文件一起打包。"
+        )
+    else:
+        return err
+    return GradeError(err.code, f"{en} ({err.message})", f"{zh}（{err.message_zh}）")
+
+
 def _remove_stale_grade_dirs(root: Path) -> None:
     """Once per process and root: remove the grading directories (unpacked submissions, up to the
     intake's size limit each) of processes that are gone: a worker killed mid-grading, which never
@@ -271,7 +310,7 @@ def grade(
 
         err = _error_from_run(run, spec, limits, evaluator.where(prepared, run.stage))
         if err is not None:
-            raise err
+            raise _with_packaging_advice(err, unpacked, spec)
         t = time.perf_counter()
         scored = evaluator.score(spec, prepared, HarnessOutput(result=run.result or {}, arrays=run.arrays))
         timings["score_s"] = time.perf_counter() - t

@@ -90,8 +90,10 @@ def to_labels(pred: np.ndarray | None, n: int, k: int) -> tuple[np.ndarray, str]
     if pred.ndim == 2:
         if pred.shape[1] != k:
             raise _bad(
-                f"Your model returns {pred.shape[1]} scores per sample, but this assignment has {k} classes.",
-                f"你的模型每个样本返回 {pred.shape[1]} 个分数，但本作业有 {k} 个类别。",
+                f"Your model returns {pred.shape[1]} scores per sample, but this assignment has {k} classes: "
+                f"give its last layer {k} outputs (e.g. nn.Linear(..., {k})), retrain and save the weights again.",
+                f"你的模型每个样本返回 {pred.shape[1]} 个分数，但本作业有 {k} 个类别：请把最后一层的输出改为 {k} 个"
+                f"（例如 nn.Linear(..., {k})），重新训练并保存权重。",
             )
         return pred.argmax(axis=1).astype(np.int64), "scores"
     if pred.dtype.kind == "f" and not np.all(pred == np.round(pred)):

@@ -276,11 +276,12 @@ def _load_weights(path: Path, imports: _Imports, device: str) -> tuple[str, Any]
             if imports.failures:
                 rel, exc = next(iter(imports.failures.items()))
                 raise _import_failure_error(imports, rel, exc) from None
+            why = str(e).rstrip(". ")
             raise _err(
                 "load_failed",
-                f"Could not load {path.name}: {type(e).__name__}: {e}. Save the weights with "
+                f"Could not load {path.name}: {type(e).__name__}: {why}. Save the weights with "
                 f"torch.save(model.state_dict(), '{path.name}').",
-                f"无法加载 {path.name}：{type(e).__name__}: {e}。请用 "
+                f"无法加载 {path.name}：{type(e).__name__}: {why}。请用 "
                 f"torch.save(model.state_dict(), '{path.name}') 保存权重。",
                 first_error=f"{type(first).__name__}: {first}",
             ) from None

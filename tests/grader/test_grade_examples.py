@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import json
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -81,3 +84,52 @@ def test_mnist_example_on_the_real_t10k(tmp_path: Path, course_data_dir: Path) -
     mnist = grade_example("mnist-mlp", tmp_path, course_data_dir)
     assert mnist.dataset is not None and mnist.dataset.n == 10000
     assert mnist.score >= 0.97 and mnist.passed
+
+
+def _zip_of(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+NOTEBOOK = json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}).encode()
+
+
+@pytest.mark.parametrize(
+    ("slug", "files", "expected", "expected_zh"),
+    [
+        (
+            "activations",
+            {"activations.ipynb": NOTEBOOK},
+            "Export your functions as activations.py",
+            "导出为 activations.py",
+        ),
+        (
+            "mnist",
+            {
+                "mnist.ipynb": NOTEBOOK,
+                "mnist-mlp.pth": (EXAMPLES_DIR / "mnist-mlp" / "mnist-mlp.pth").read_bytes(),
+            },
+            "as model.py",
+            "notebook",
+        ),
+        (
+            "activations",
+            {"hw1.zip": zip_folder(EXAMPLES_DIR / "activations")},
+            "Your zip contains another zip (hw1.zip)",
+            "另一个 zip（hw1.zip）",
+        ),
+    ],
+    ids=["notebook-only functions", "notebook-only model", "zip in a zip"],
+)
+def test_a_zip_of_a_notebook_or_a_zip_says_what_to_upload_instead(
+    slug: str, files: dict[str, bytes], expected: str, expected_zh: str, tmp_path: Path
+) -> None:
+    zip_path = tmp_path / "hw.zip"
+    zip_path.write_bytes(_zip_of(files))
+    report = grade(zip_path, get_assignment(slug))
+    assert report.status == "error" and report.error is not None
+    assert expected in report.error.message and expected_zh in report.error.message_zh
+    assert report.error.message.count(next(iter(files))) == 1  # named once, not once per listing
