@@ -489,6 +489,16 @@ def cmd_check(args: argparse.Namespace) -> int:
         )
         if report.sandbox:
             print(f"(sandbox: {report.sandbox})")
+        if report.dataset is not None and report.dataset.name.startswith("embedded:") and spec.is_model:
+            # A student's own machine has no hidden set: the practice set scores differently.
+            print(
+                f"Note: scored on the grader's embedded practice set ({report.dataset.name}), not the course's "
+                "hidden test set, so the score and the pass flag can differ from the server's (the course's "
+                "tuned phone-price model scores 0.9570 here and 0.9625 there). Upload to get the real grade.\n"
+                f"说明：本次使用评测程序自带的练习数据集（{report.dataset.name}）计分，而不是课程的隐藏测试集，"
+                "因此分数和是否通过可能与服务器不同（课程调优的手机价格模型在这里得 0.9570，在服务器上得 0.9625）。"
+                "正式成绩以上传后的评分为准。"
+            )
     size = args.zip.stat().st_size
     if size > settings.max_upload_bytes:
         # The grader itself takes larger zips than the service's upload limit: say so before the

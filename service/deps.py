@@ -59,7 +59,11 @@ def current_user(
         )
     user = users_service.get_by_token(session, credentials.credentials)
     if user is None:
-        raise Unauthorized("Invalid token.", "令牌无效。")
+        raise Unauthorized(
+            "Invalid token: check that you copied the whole token your instructor gave you (it starts with hwg_); "
+            "if it still fails, ask them for a new one.",
+            "令牌无效：请确认完整复制了教师给你的令牌（以 hwg_ 开头）；如仍无效，请向教师申请新的令牌。",
+        )
     return user
 
 

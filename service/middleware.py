@@ -38,8 +38,9 @@ class UploadSizeLimit:
         if length > self.max_bytes + MULTIPART_OVERHEAD:
             limit_mb = f"{self.max_bytes / 1024 / 1024:g}"
             return TooLarge(
-                f"The upload is larger than the {limit_mb} MB limit.",
-                f"上传的文件超过 {limit_mb} MB 的上限。",
+                f"The upload is larger than the {limit_mb} MB limit. Leave datasets, checkpoints you do not need "
+                "and virtual environments out of the zip, then upload it again.",
+                f"上传的文件超过 {limit_mb} MB 的上限。请去掉数据集、不需要的检查点和虚拟环境后重新打包上传。",
             )
         return None
 

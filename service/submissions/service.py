@@ -250,7 +250,10 @@ def create_submission(
 
 def _check_upload(size: int, head: bytes) -> None:
     if size == 0:
-        raise EmptyFile("The uploaded file is empty.", "上传的文件是空的。")
+        raise EmptyFile(
+            "The uploaded file is empty (0 bytes). Check that you picked the right file, then upload it again.",
+            "上传的文件是空的（0 字节）。请确认选对了文件后重新上传。",
+        )
     kind = sniff_archive_kind(head)
     if kind == "zip":
         return

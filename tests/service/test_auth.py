@@ -38,7 +38,9 @@ def test_no_token_is_401_with_bearer_challenge(client: TestClient, db: Session) 
 def test_wrong_token_and_wrong_scheme_are_401(client: TestClient, db: Session) -> None:
     _, token = create_user(db)
     db.commit()
-    assert client.get("/api/v1/me", headers=auth(token + "x")).status_code == 401
+    wrong = client.get("/api/v1/me", headers=auth(token + "x"))
+    assert wrong.status_code == 401
+    assert "copied the whole token" in wrong.json()["detail"] and "完整复制" in wrong.json()["detail_zh"]
     assert client.get("/api/v1/me", headers={"Authorization": f"Basic {token}"}).status_code == 401
     me = client.get("/api/v1/me", headers=auth(token))
     assert me.status_code == 200

@@ -256,9 +256,16 @@ def test_check_grades_locally(home: Path, capsys: pytest.CaptureFixture[str]) ->
     assert main(["check", str(zip_path), "--assignment", "activations"]) == 0
     out = capsys.readouterr().out
     assert "Score 得分: 1.0000" in out and "PASSED" in out
+    assert "practice set" not in out  # a function homework has no hidden set to differ from
     assert main(["check", str(zip_path), "-a", "activations", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["status"] == "graded" and report["score"] == 1.0
+    # The course's passing model fails the pass mark on the embedded practice set: say why.
+    tuned = home / "tuned.zip"
+    tuned.write_bytes(zip_folder(EXAMPLES_DIR / "phone-price-tuned"))
+    assert main(["check", str(tuned), "-a", "phone-price"]) == 1
+    out = capsys.readouterr().out
+    assert "Score 得分: 0.9570" in out and "embedded practice set" in out and "练习数据集" in out
 
 
 def test_check_of_a_zip_over_the_upload_limit_warns(

@@ -115,6 +115,7 @@ def test_oversized_upload_is_413_before_reading(
     resp = client.post(URL, files={"file": ("big.zip", big)}, headers=auth(student))
     assert resp.status_code == 413
     assert resp.json()["error"] == "too_large" and "1 MB" in resp.json()["detail"]
+    assert "Leave datasets" in resp.json()["detail"] and "请去掉数据集" in resp.json()["detail_zh"]
     assert _count(db) == 0 and _stored_files(settings) == []
 
 
