@@ -179,6 +179,14 @@ class _Plan:
         return {"kind": "functions", "module": MODULES[self.kind], "ops": self.ops}
 
 
+def call_budget_s(timeout_s: float, n_ops: int) -> float:
+    """How long one harness op (a function call, an optimizer's run) may take before it alone fails,
+    so that one endless or very slow function fails only its own checks: the run's time limit shared
+    among its ops with room to spare (the import, the rest), between 0.5 and 10 s. The checks' inputs
+    are small; a correct function returns in microseconds to milliseconds."""
+    return min(10.0, max(0.5, timeout_s / (n_ops + 2)))
+
+
 def _m(en: str, zh: str) -> Message:
     return Message(en=en, zh=zh)
 
@@ -861,8 +869,10 @@ class FunctionsEvaluator:
         ](plan)
         names = [c.name for c in plan.checks]
         assert len(names) == len(set(names)), "check names must be unique"
+        job = plan.job()
+        job["call_budget_s"] = call_budget_s(spec.timeout_s, len(job["ops"]))
         return Prepared(
-            job=plan.job(),
+            job=job,
             inputs=plan.inputs,
             state=_State(kind=spec.kind, module=MODULES[spec.kind], checks=plan.checks),
         )
@@ -966,6 +976,19 @@ def _evaluate(
             hint=_m(
                 f"Define {SIGNATURES[check.func]} in {module}, with exactly this name.",
                 f"请在 {module} 中定义 {SIGNATURES[check.func]}，名字必须完全一致。",
+            ),
+        )
+    if rec.get("timed_out"):
+        budget = float(rec.get("budget_s") or 0)
+        return _Outcome(
+            False,
+            f"{check.call} did not return within {budget:.3g} s and was stopped.",
+            f"{check.call} 没有在 {budget:.3g} 秒内返回，已被终止。",
+            hint=_m(
+                f"An endless loop, or a loop over array elements in Python? Use whole-array NumPy operations and "
+                f"time it on the input shown: {SIGNATURES[check.func]}.",
+                f"是否有死循环，或在 Python 中逐元素循环？请使用整体的 NumPy 数组运算，并用上面显示的输入测一下耗时："
+                f"{SIGNATURES[check.func]}。",
             ),
         )
     if not rec.get("ok"):

@@ -40,11 +40,14 @@ value that is not numeric), "missing" says the function or class does not exist,
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import re
+import signal
 import sys
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +76,31 @@ _SKIP_DIRS = {"__MACOSX", "__pycache__", "node_modules", "venv", ".venv", "site-
 # function (SystemExit) and a stray KeyboardInterrupt too, not just Exception. MemoryError is re-raised
 # first: the whole evaluation is then out of memory.
 _RAISED = (Exception, SystemExit, KeyboardInterrupt)
+
+
+class _OpTimedOut(BaseException):
+    """Raised into the student's code when an op outlives its budget (a BaseException, so that
+    `except Exception:` in their code does not swallow it)."""
+
+
+@contextlib.contextmanager
+def _time_budget(seconds: float) -> Iterator[None]:
+    """Raise _OpTimedOut in this (the main) thread once `seconds` of wall time have passed; 0: none.
+    The run's own time limit, enforced from outside the sandbox, still bounds everything."""
+    if seconds <= 0:
+        yield
+        return
+
+    def expired(signum: int, frame: Any) -> None:
+        raise _OpTimedOut
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 class _Unconvertible(Exception):
@@ -346,13 +374,18 @@ def run(job: dict[str, Any], inputs: dict[str, np.ndarray]) -> tuple[dict[str, n
         "module_candidates": candidates[:10],
         "ops": {},
     }
+    budget = float(job.get("call_budget_s") or 0)
     for op in job["ops"]:
         progress(what="op", id=op["id"])
-        if op["op"] == "call":
-            rec = _run_call(module, op, inputs, arrays)
-        elif op["op"] == "optimizer":
-            rec = _run_optimizer(module, op, inputs, arrays)
-        else:
+        if op["op"] not in ("call", "optimizer"):
             raise ValueError(f"unknown op {op['op']!r}")
+        run_op = _run_call if op["op"] == "call" else _run_optimizer
+        try:
+            with _time_budget(budget):
+                rec = run_op(module, op, inputs, arrays)
+        except _OpTimedOut:
+            rec = {"ok": False, "error": None, "missing": False, "timed_out": True, "budget_s": budget}
+            for key in [k for k in arrays if k == op["id"] or k.startswith(f"{op['id']}.")]:
+                del arrays[key]
         info["ops"][op["id"]] = rec
     return arrays, info

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from grader.assignments import BUILTIN_ASSIGNMENTS
+from grader.evaluators import functions as functions_eval
 from grader.evaluators.base import HarnessOutput, Scored
 from grader.evaluators.functions import EVALUATOR
 from grader.report import GradeError
@@ -277,6 +278,34 @@ def test_trajectory_failure_names_the_first_diverging_step(tmp_path: Path) -> No
 
 
 # ------------------------------------------------------------------------------- whole-run errors
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        "time.sleep(1000)",
+        "while True: pass",
+        "while True:\n        try:\n            time.sleep(1)\n        except Exception:\n            pass",
+    ],
+)
+def test_an_endless_function_fails_only_its_own_checks(
+    how: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The run's own time limit would stop everything and score 0; each op has a budget of its own.
+    monkeypatch.setattr(functions_eval, "call_budget_s", lambda timeout_s, n_ops: 0.05)
+    src = tmp_path / "src"
+    src.mkdir()
+    code = (EXAMPLES / "activations" / "activations.py").read_text(encoding="utf-8")
+    code = code.replace("def sigmoid(x", "import time\n\n\ndef _old_sigmoid(x", 1)
+    code += f"\n\ndef sigmoid(x):\n    {how}\n"
+    (src / "activations.py").write_text(code, encoding="utf-8")
+    scored = grade_dir("activations", src, tmp_path)
+    bad = failing(scored)
+    assert bad and all(name.startswith("sigmoid") for name in bad), bad
+    check = next(c for c in scored.checks if not c.passed)
+    assert "did not return within 0.05 s" in check.message and "0.05 秒内返回" in check.message_zh
+    assert check.hint is not None and "endless loop" in check.hint.en
+    assert scored.score == (len(scored.checks) - len(bad)) / len(scored.checks)
 
 
 def test_missing_module_is_a_missing_function_error(tmp_path: Path) -> None:
