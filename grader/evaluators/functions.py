@@ -1059,6 +1059,19 @@ def _float32_hint(rec: dict[str, Any], got: np.ndarray, exp: np.ndarray) -> Mess
     )
 
 
+def _key_stem(key: str) -> str:
+    """A gradient's key as students misname it: dW1, grad_W1, w1 and W1_grad all stem to w1."""
+    k = key.lower()
+    for prefix in ("grad_", "grad", "d_", "d"):
+        if k.startswith(prefix) and len(k) > len(prefix):
+            k = k[len(prefix) :]
+            break
+    for suffix in ("_grad", "grad"):
+        if k.endswith(suffix) and len(k) > len(suffix):
+            k = k[: -len(suffix)]
+    return k
+
+
 def _compare_part(check: _Check, part: _Part, rec: dict[str, Any], arrays: dict[str, np.ndarray]) -> _Outcome:
     got = arrays.get(part.key)
     exp = part.expected
@@ -1067,11 +1080,22 @@ def _compare_part(check: _Check, part: _Part, rec: dict[str, Any], arrays: dict[
         kind = rec.get("kind")
         if kind == "dict":
             keys = rec.get("keys", [])
+            wanted = part.key.split(".", 1)[1] if "." in part.key else part.key
+            near = next((k for k in keys if _key_stem(k) == _key_stem(wanted) and k != wanted), None)
+            key_hint = (
+                _m(
+                    f"Name the key {wanted!r}, not {near!r}: the dict's keys are the parameter names, "
+                    f"{SIGNATURES[check.func]}.",
+                    f"请把键 {near!r} 改名为 {wanted!r}：dict 的键是参数名，{SIGNATURES[check.func]}。",
+                )
+                if near is not None
+                else _signature_hint(check.func)
+            )
             return _Outcome(
                 False,
                 f"{check.call} returned a dict without {part.label} (keys: {keys}).",
                 f"{check.call} 返回的 dict 中缺少 {label_zh}（现有键：{keys}）。",
-                hint=_signature_hint(check.func),
+                hint=key_hint,
             )
         if kind == "tuple" and part.key == check.op:
             return _Outcome(

@@ -308,6 +308,21 @@ def test_an_endless_function_fails_only_its_own_checks(
     assert scored.score == (len(scored.checks) - len(bad)) / len(scored.checks)
 
 
+def test_gradients_under_dw1_style_keys_get_the_key_to_rename(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    code = (EXAMPLES / "backprop" / "backprop.py").read_text(encoding="utf-8")
+    for key in ("W1", "b1", "W2", "b2"):
+        code = code.replace(f'"{key}":', f'"d{key}":')
+    (src / "backprop.py").write_text(code, encoding="utf-8")
+    scored = grade_dir("backprop", src, tmp_path)
+    hints = {h.en for h in scored.hints}
+    assert "Name the key 'W1', not 'dW1': the dict's keys are the parameter names, " in next(
+        (h[: h.index("forward")] for h in hints if "'W1'" in h), ""
+    )
+    assert any("请把键 'db2' 改名为 'b2'" in h.zh for h in scored.hints)
+
+
 def test_missing_module_is_a_missing_function_error(tmp_path: Path) -> None:
     with pytest.raises(HarnessError) as exc:
         grade_dir("activations", FIXTURES / "activations_missing_module", tmp_path)
