@@ -324,9 +324,11 @@ def test_a_run_ended_without_a_result_says_where_it_was(
 
 
 def test_a_function_homework_stopped_in_a_function_names_the_call(tmp_path: Path) -> None:
-    # A function homework has no forward(): the timeout names the call the harness was making.
+    # A function homework has no forward(): the timeout names the call the harness was making. (A
+    # plain endless loop fails only relu's checks, stopped by its op's budget; this one swallows that.)
     src = (EXAMPLES_DIR / "activations" / "activations.py").read_text()
-    hangs = src.replace("def relu(x):\n", "def relu(x):\n    while True:\n        pass\n")
+    endless = "    while True:\n        try:\n            while True:\n                pass\n        except BaseException:\n            pass\n"
+    hangs = src.replace("def relu(x):\n", "def relu(x):\n" + endless)
     spec = get_assignment("activations").model_copy(update={"timeout_s": 8.0})
     report = run(write_zip(tmp_path / "hw.zip", {"activations.py": hangs}), spec=spec)
     assert report.error is not None and report.error.code == ErrorCode.timeout
@@ -336,6 +338,19 @@ def test_a_function_homework_stopped_in_a_function_names_the_call(tmp_path: Path
         and "none of your functions loops forever" in report.error.message
     )
     assert "在调用 relu(x) 时" in report.error.message_zh
+
+
+def test_an_endless_function_fails_only_its_checks_in_the_sandbox(tmp_path: Path) -> None:
+    # Its op's budget (SIGALRM inside the sandbox, seccomp and all) stops relu; the rest is graded.
+    src = (EXAMPLES_DIR / "activations" / "activations.py").read_text()
+    hangs = src.replace("def relu(x):\n", "def relu(x):\n    while True:\n        pass\n")
+    spec = get_assignment("activations").model_copy(update={"timeout_s": 16.0})
+    report = run(write_zip(tmp_path / "hw.zip", {"activations.py": hangs}), spec=spec)
+    assert report.status == "graded", report.error
+    failed = [c for c in report.checks if not c.passed]
+    assert failed and all(c.name.startswith("relu") for c in failed), [c.name for c in failed]
+    assert all("did not return within 0.5 s" in c.message for c in failed)
+    assert 0.8 < report.score < 1.0
 
 
 def test_sigterm_ignoring_loop_and_detached_child_are_killed(phone_zip: Callable[..., Path]) -> None:
