@@ -228,6 +228,10 @@ def _assignment_or_none(session: Session, slug: str) -> Assignment | None:
     return assignments_service.get_by_slug(session, slug)
 
 
+def _no_assignment(request: Request, user: User, slug: str) -> HTMLResponse:
+    return not_found(request, user, f"No assignment {slug!r}.", f"没有名为 {slug} 的作业。")
+
+
 @router.get("/ui/assignments/{slug}", response_class=HTMLResponse)
 def assignment_page(
     request: Request, slug: str, session: SessionDep, settings: SettingsDep, user: WebInstructor
@@ -235,7 +239,7 @@ def assignment_page(
     """Both leaderboards, the score histogram and the latest submissions of one assignment."""
     assignment = _assignment_or_none(session, slug)
     if assignment is None:
-        return not_found(request, user, f"No assignment {slug!r}.", f"没有名为 {slug} 的作业。")
+        return _no_assignment(request, user, slug)
     stats = boards.assignment_stats(session, assignment)
     context = {
         "user": user,
@@ -311,7 +315,7 @@ def download_scores(
     """One assignment's scores as the API's /api/v1/assignments/{slug}/scores.csv."""
     assignment = _assignment_or_none(session, slug)
     if assignment is None:
-        return not_found(request, user, f"No assignment {slug!r}.", f"没有名为 {slug} 的作业。")
+        return _no_assignment(request, user, slug)
     return csv_response(exports.scores_csv(session, assignment, settings), f"{assignment.slug}-scores.csv")
 
 
