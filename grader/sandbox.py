@@ -329,14 +329,11 @@ def _sweep_free_slots(root: Path) -> None:
     lock_dir = _slot_lock_dir()
     for number, paths in by_slot.items():
         try:
-            fd = os.open(lock_dir / f"{number}.lock", os.O_CREAT | os.O_RDWR, 0o600)
-        except OSError:
+            fd = _try_slot_lock(lock_dir, number)
+        except OSError:  # a clean-up on the side: never the reason an evaluation fails
             continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)  # held: its directory may be in use (also our own slot, held by this process)
-            continue
+        if fd is None:
+            continue  # held: its directory may be in use (also our own slot, held by this process)
         try:
             for path in paths:
                 shutil.rmtree(path, ignore_errors=True)
@@ -344,16 +341,24 @@ def _sweep_free_slots(root: Path) -> None:
             os.close(fd)
 
 
+def _try_slot_lock(lock_dir: Path, number: int) -> int | None:
+    """The slot's lock taken (its fd: closing it releases the lock), or None while someone holds it."""
+    fd = os.open(lock_dir / f"{number}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
 def acquire_slot() -> Slot:
     lock_dir = _slot_lock_dir()
     start = os.getpid() % UID_SLOTS
     for i in range(UID_SLOTS):
         number = (start + i) % UID_SLOTS
-        fd = os.open(lock_dir / f"{number}.lock", os.O_CREAT | os.O_RDWR, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+        fd = _try_slot_lock(lock_dir, number)
+        if fd is None:
             continue
         # No scan here: every release already killed what ran as this uid.
         return Slot(number, fd)
@@ -386,15 +391,10 @@ def leaked_processes() -> list[int]:
         pids = processes_of_uid(UID_BASE + slot)
         if not pids:
             continue
-        fd = os.open(lock_dir / f"{slot}.lock", os.O_CREAT | os.O_RDWR, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        fd = _try_slot_lock(lock_dir, slot)
+        if fd is None:
             continue  # an evaluation is running in this slot right now
-        else:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
+        os.close(fd)
         leaked += pids
     return leaked
 
