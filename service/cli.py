@@ -252,6 +252,14 @@ def _read_roster(path: Path, default_role: str) -> list[dict[str, str]]:
     return rows
 
 
+def _token_file_exists(out: Path) -> SystemExit:
+    return SystemExit(
+        f"{out} exists: it may hold the only copy of tokens printed before, so it is not overwritten. "
+        "Give another --out file (nothing was changed).\n"
+        f"{out} 已存在：其中可能有之前生成的唯一一份令牌，因此不会覆盖。请换一个 --out 文件名（未做任何修改）。"
+    )
+
+
 def _print_tokens(pairs: Sequence[tuple[Any, str | None]], out: Path | None) -> None:
     """The users and their new tokens: to stdout, or to a new file `out` as Excel opens it (UTF-8
     with a BOM; a name that Excel would run as a formula is quoted). An existing file is never
@@ -275,11 +283,7 @@ def _print_tokens(pairs: Sequence[tuple[Any, str | None]], out: Path | None) -> 
     try:
         fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        raise SystemExit(
-            f"{out} exists: it may hold the only copy of tokens printed before, so it is not overwritten. "
-            "Give another --out file (nothing was changed).\n"
-            f"{out} 已存在：其中可能有之前生成的唯一一份令牌，因此不会覆盖。请换一个 --out 文件名（未做任何修改）。"
-        ) from None
+        raise _token_file_exists(out) from None
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
     print(f"Wrote {len(pairs)} user(s) and their tokens to {out} (mode 600).", file=sys.stderr)
@@ -294,13 +298,14 @@ def cmd_users(args: argparse.Namespace) -> int:
     from service.users.models import Role
     from service.users.schemas import UserCreate
 
+    out: Path | None = getattr(args, "out", None)
+    if out is not None and out.exists():
+        raise _token_file_exists(out)  # before any user is added or any token replaced
     settings = get_settings()
     factory = _session_factory(settings)
     try:
         with unit_of_work(factory) as session:
             if args.users_command == "add":
-                if args.out is not None and args.out.exists():
-                    _print_tokens([], args.out)  # refuses before the user is added
                 pair = service.create_user(
                     session,
                     UserCreate(
@@ -311,8 +316,6 @@ def cmd_users(args: argparse.Namespace) -> int:
                 )
                 _print_tokens([pair], args.out)
             elif args.users_command == "import-roster":
-                if args.out is not None and args.out.exists():
-                    _print_tokens([], args.out)  # refuses before anything is imported
                 rows = [
                     UserCreate(
                         student_number=r["student_number"],
@@ -330,8 +333,6 @@ def cmd_users(args: argparse.Namespace) -> int:
                         )
                 _print_tokens([(user, token) for user, token, _ in imported], args.out)
             elif args.users_command == "token":
-                if args.out is not None and args.out.exists():
-                    _print_tokens([], args.out)  # refuses before the old token is replaced
                 found = service.get_by_number(session, args.number.strip())
                 if found is None:
                     raise SystemExit(f"no user {args.number!r} / 没有学号为 {args.number!r} 的用户")
