@@ -51,7 +51,8 @@ def test_an_unreadable_message_is_dropped_and_the_next_one_delivered(
     channel: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     folder = Path(channel.data_folder_in)
-    (folder / "1_empty.grading.msg").write_bytes(b"")  # what a reader took mid-write
+    # Named to sort first (kombu takes the oldest name first): what a reader took mid-write.
+    (folder / "0_empty.grading.msg").write_bytes(b"")
     channel._put("grading", {"body": "submission 8"})
     with caplog.at_level(logging.WARNING, logger="service.folder_broker"), pytest.raises(Empty):
         channel._get("grading")
