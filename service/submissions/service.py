@@ -129,15 +129,19 @@ def day_start(now: datetime, settings: Settings) -> datetime:
     return datetime.combine(local.date(), time(), tzinfo=settings.tz)
 
 
-# Gradings that failed on our side: they never use up a student's daily submissions.
+# Gradings that never use up a student's daily submissions: those that failed on our side, and zips
+# that intake refused before any code ran (nothing was learnt about the hidden set; re-packing a
+# broken zip should not cost one of the day's tries).
 PLATFORM_FAILURES = (ErrorCode.internal.value, ErrorCode.sandbox_unavailable.value)
+INTAKE_REFUSALS = (ErrorCode.not_a_zip.value, ErrorCode.unsafe_archive.value, ErrorCode.too_large.value)
+NOT_COUNTED = PLATFORM_FAILURES + INTAKE_REFUSALS
 
 
 def count_today(
     session: Session, owner: User, assignment: Assignment, settings: Settings, now: datetime | None = None
 ) -> int:
     """`owner`'s submissions to `assignment` since midnight in the course timezone, leaving out those
-    whose grading failed because of the platform (pending ones count)."""
+    whose grading failed because of the platform or whose zip intake refused (pending ones count)."""
     since = day_start(now or utcnow(), settings)
     until = since + timedelta(days=1)
     stmt = (
@@ -148,7 +152,7 @@ def count_today(
             Submission.assignment_id == assignment.id,
             Submission.created_at >= since,
             Submission.created_at < until,
-            or_(Result.error_code.is_(None), Result.error_code.not_in(PLATFORM_FAILURES)),
+            or_(Result.error_code.is_(None), Result.error_code.not_in(NOT_COUNTED)),
         )
     )
     return session.scalar(stmt) or 0

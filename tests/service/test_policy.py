@@ -1,5 +1,6 @@
 """Course rules on upload: the late policy after the deadline, and the daily limit per student and
-assignment in the course timezone, where gradings that failed on our side never count."""
+assignment in the course timezone, where gradings that failed on our side, and zips that intake
+refused, never count."""
 
 from __future__ import annotations
 
@@ -162,6 +163,20 @@ def test_platform_failures_do_not_use_up_the_daily_limit(db: Session, settings: 
     grade(db, submit(db, settings, student, a, at), 0.0, error="crashed")
     submit(db, settings, student, a, at)
     assert submissions.count_today(db, student, a, settings, at) == 2
+    with pytest.raises(DailyLimitReached):
+        submit(db, settings, student, a, at)
+
+
+def test_zips_refused_by_intake_do_not_use_up_the_daily_limit(db: Session, settings: Settings) -> None:
+    # A broken, unsafe or oversized zip ran no code: re-packing it must not cost one of the day's tries.
+    a = create_assignment(db, daily_limit=1)
+    student, _ = create_user(db)
+    at = datetime(2026, 3, 1, 4, 0, tzinfo=UTC)
+    for code in ("not_a_zip", "unsafe_archive", "too_large"):
+        grade(db, submit(db, settings, student, a, at), 0.0, error=code)
+    assert submissions.count_today(db, student, a, settings, at) == 0
+    # Errors of the student's code after intake still count (bad_output: it ran on the hidden inputs).
+    grade(db, submit(db, settings, student, a, at), 0.0, error="bad_output")
     with pytest.raises(DailyLimitReached):
         submit(db, settings, student, a, at)
 
