@@ -426,6 +426,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
             f"Submitted #{body['id']} ({body['size_bytes']} bytes); waiting for the grade 等待评分...",
             flush=True,
         )
+        left = resp.headers.get("X-Submissions-Left-Today")
+        if left is not None:
+            print(
+                f"Submissions left today for {args.assignment}: {left} (the daily limit resets at midnight). "
+                f"今天在该作业上还可提交 {left} 次（每日零点重置）。",
+                flush=True,
+            )
         if body.get("late"):
             print(
                 "LATE 迟交: this submission came after the deadline and is marked late; your instructor decides "

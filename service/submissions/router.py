@@ -27,12 +27,23 @@ from service.worker import send_grade
 
 router = APIRouter(prefix="/api/v1", tags=["submissions"])
 
+# On a student's 202: how many more submissions to this assignment today's daily limit allows.
+LEFT_TODAY_HEADER = "X-Submissions-Left-Today"
+
 
 @router.post(
     "/assignments/{slug}/submissions",
     response_model=SubmissionRead,
     status_code=status.HTTP_202_ACCEPTED,
     responses={
+        202: {
+            "description": "queued; `Location` is the submission, and for students "
+            f"`{LEFT_TODAY_HEADER}` how many more uploads the daily limit allows today",
+            "headers": {
+                "Location": {"schema": {"type": "string"}},
+                LEFT_TODAY_HEADER: {"schema": {"type": "integer"}},
+            },
+        },
         400: {"description": "empty file or no `file` field"},
         403: {"description": "`deadline_passed`: the assignment refuses uploads after its deadline"},
         411: {"description": "no Content-Length"},
@@ -68,6 +79,10 @@ def create_submission(
         stream=file.file,
         settings=settings,
     )
+    if not user.is_instructor:
+        # What the student has left today, this upload counted (a student's client can say so).
+        used = service.count_today(session, user, assignment, settings, submission.created_at)
+        response.headers[LEFT_TODAY_HEADER] = str(max(assignment.daily_limit - used, 0))
     submission_id, queue = submission.id, assignment.queue
     factory = request.app.state.session_factory
 

@@ -300,6 +300,7 @@ def test_upload_is_graded_end_to_end_with_the_compose_commands(
     )
     assert submit.returncode == 0, submit.stdout + submit.stderr
     assert "Score 得分: 1.0000" in submit.stdout and "PASSED" in submit.stdout
+    assert "Submissions left today for activations: 9" in submit.stdout  # of the default 10
     time.sleep(max(0.0, 7.0 - (time.monotonic() - idle_from)))
     assert kept.healthz() == 200, "the API closed a connection idle for 7 s"
     kept.close()

@@ -112,6 +112,27 @@ def test_daily_limit_counts_per_assignment(client: TestClient, db: Session) -> N
     assert _upload(client, other)[0] == 202  # and another student
 
 
+def test_a_students_upload_says_how_many_submissions_are_left_today(client: TestClient, db: Session) -> None:
+    create_assignment(db, "activations", daily_limit=3)
+    student, token = create_user(db)
+    _, teacher = create_instructor(db)
+    db.commit()
+    url = "/api/v1/assignments/activations/submissions"
+
+    def left(tok: str) -> str | None:
+        resp = client.post(url, files={"file": ("hw.zip", ZIP)}, headers=auth(tok))
+        assert resp.status_code == 202
+        return resp.headers.get("X-Submissions-Left-Today")
+
+    assert left(token) == "2"
+    # A grading that failed on our side is given back, and the header says so.
+    sub = db.scalars(select(Submission).where(Submission.owner_id == student.id)).one()
+    grade(db, sub, 0.0, error="internal")
+    db.commit()
+    assert [left(token), left(token), left(token)] == ["2", "1", "0"]
+    assert left(teacher) is None  # instructors have no limit
+
+
 def test_the_daily_limit_message_names_the_course_timezone_and_a_closed_assignment(
     settings: Settings,
 ) -> None:
