@@ -440,6 +440,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
                 flush=True,
             )
         deadline = time.monotonic() + args.timeout
+        # The queue position, printed when it changes, at most every 15 s.
+        shown_ahead, next_ahead_at = None, 0.0
         while body["status"] not in ("graded", "error"):
             if time.monotonic() > deadline:
                 url = f"{args.server.rstrip('/')}{location}"
@@ -456,6 +458,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
                 _print_api_error(resp)
                 return 2
             body = resp.json()
+            ahead = body.get("queue_ahead")
+            if ahead and ahead != shown_ahead and time.monotonic() >= next_ahead_at:
+                print(
+                    f"  {ahead} submission(s) ahead of yours in the queue 前面还有 {ahead} 份提交在排队",
+                    flush=True,
+                )
+                shown_ahead, next_ahead_at = ahead, time.monotonic() + 15.0
     if args.json:
         print(json.dumps(body, ensure_ascii=False, indent=2))
     else:

@@ -20,7 +20,7 @@ from service.deps import (
 )
 from service.errors import ExpectedMultipart, MissingFile, NotFound
 from service.submissions import service
-from service.submissions.models import Submission
+from service.submissions.models import Submission, SubmissionStatus
 from service.submissions.schemas import SubmissionRead, SubmissionSummary
 from service.users.models import User
 from service.worker import send_grade
@@ -97,9 +97,14 @@ def create_submission(
 
 
 @router.get("/submissions/{submission_id}", response_model=SubmissionRead)
-async def read_submission(submission: CurrentSubmission) -> Submission:
-    """A submission's status and, once graded, its result (its owner and instructors only)."""
-    return submission
+async def read_submission(submission: CurrentSubmission, session: SessionDep) -> Submission | SubmissionRead:
+    """A submission's status and, once graded, its result (its owner and instructors only); while it
+    is queued, how many submissions are ahead of it."""
+    if submission.status != SubmissionStatus.queued:
+        return submission
+    read = SubmissionRead.model_validate(submission)
+    read.queue_ahead = await run_in_threadpool(service.queued_ahead, session, submission)
+    return read
 
 
 @router.get("/me/submissions", response_model=list[SubmissionSummary])

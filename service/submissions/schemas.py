@@ -45,6 +45,9 @@ class SubmissionRead(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    # While queued: how many queued submissions (anyone's) uploaded earlier wait for the same queue
+    # (null otherwise, and in the upload's 202).
+    queue_ahead: int | None = None
     result: ResultRead | None
 
 

@@ -74,6 +74,21 @@ def _get_statement() -> Select[Submission]:
     )
 
 
+def queued_ahead(session: Session, submission: Submission) -> int:
+    """How many queued submissions were uploaded before `submission` and wait for the same queue
+    (`grading` or `gpu`): what a student waiting in a deadline rush wants to know."""
+    stmt = (
+        select(func.count(Submission.id))
+        .join(Assignment, Assignment.id == Submission.assignment_id)
+        .where(
+            Submission.status == SubmissionStatus.queued,
+            Submission.id < submission.id,
+            Assignment.queue == submission.assignment.queue,
+        )
+    )
+    return session.scalar(stmt) or 0
+
+
 def list_for_owner(session: Session, owner: User, assignment: Assignment | None = None) -> list[Submission]:
     stmt = select(Submission).where(Submission.owner_id == owner.id)
     if assignment is not None:

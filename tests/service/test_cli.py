@@ -319,17 +319,19 @@ def _canned_server(monkeypatch: pytest.MonkeyPatch, bodies: list[dict[str, Any]]
     )
 
 
-def test_submit_says_a_late_submission_is_late_and_a_slow_queue_loses_nothing(
+def test_submit_says_a_late_submission_is_late_its_place_in_the_queue_and_a_slow_queue_loses_nothing(
     home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     zip_path = home / "hw.zip"
     zip_path.write_bytes(b"PK\x05\x06" + b"\0" * 18)
     queued = {"id": 7, "size_bytes": 22, "status": "queued", "late": True}
-    _canned_server(monkeypatch, [queued])
+    _canned_server(monkeypatch, [queued, {**queued, "queue_ahead": 3}])
     argv = ["submit", str(zip_path), "-a", "activations", "--token", "hwg_x", "--server", "http://x/"]
     assert main([*argv, "--timeout", "0.2", "--poll", "0.05"]) == 2
     out = capsys.readouterr().out
     assert "LATE 迟交" in out and "marked late" in out
+    # The queue position, once for several polls that give the same one.
+    assert out.count("3 submission(s) ahead of yours in the queue 前面还有 3 份提交在排队") == 1
     assert (
         "it is kept and will be graded" in out
         and "http://x/api/v1/submissions/7" in out

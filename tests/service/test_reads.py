@@ -7,8 +7,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from grader.report import CheckResult, GradeReport, Message
+from service.assignments.models import Assignment
 from service.config import Settings
 from service.submissions import service
+from service.users.models import User
 from tests.service.factories import auth, create_assignment, create_user
 from tests.service.helpers import make_zip, selects
 
@@ -196,3 +198,42 @@ def test_my_submissions_are_paged_newest_first(client: TestClient, db: Session, 
         resp = client.get("/api/v1/me/submissions", params=bad, headers=auth(token))
         assert resp.status_code == 422 and resp.json()["error"] == "invalid_request"
     assert page(limit=200)[0] == newest_first
+
+
+def test_a_queued_submission_says_how_many_are_ahead_of_it_in_its_queue(
+    client: TestClient, db: Session, settings: Settings
+) -> None:
+    cpu = create_assignment(db)
+    gpu = create_assignment(db, "mnist", queue="gpu")
+    owner, token = create_user(db)
+    other, _ = create_user(db)
+
+    def upload(who: User, assignment: Assignment) -> int:
+        sub = service.create_submission(
+            db,
+            owner=who,
+            assignment=assignment,
+            filename="hw.zip",
+            stream=io.BytesIO(make_zip({"activations.py": ""})),
+            settings=settings,
+        )
+        return sub.id
+
+    first = upload(other, cpu)
+    upload(other, cpu)
+    upload(other, gpu)  # another queue: not ahead of a CPU grading
+    mine = upload(owner, cpu)
+    db.commit()
+
+    def ahead() -> object:
+        body = client.get(f"/api/v1/submissions/{mine}", headers=auth(token)).json()
+        return body["queue_ahead"]
+
+    assert ahead() == 2
+    assert service.claim(db, first, lease_s=60, max_attempts=3, worker="w") is not None  # running now
+    db.commit()
+    assert ahead() == 1
+    claim = service.claim(db, mine, lease_s=60, max_attempts=3, worker="w")
+    assert claim is not None
+    db.commit()
+    assert ahead() is None  # no longer waiting
