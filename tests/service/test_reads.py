@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -13,6 +14,7 @@ from service.submissions import service
 from service.users.models import User
 from tests.service.factories import auth, create_assignment, create_user
 from tests.service.helpers import make_zip, selects
+from tests.service.test_leaderboards import submit
 
 
 def test_graded_submission_shows_its_result(client: TestClient, db: Session, settings: Settings) -> None:
@@ -209,15 +211,7 @@ def test_a_queued_submission_says_how_many_are_ahead_of_it_in_its_queue(
     other, _ = create_user(db)
 
     def upload(who: User, assignment: Assignment) -> int:
-        sub = service.create_submission(
-            db,
-            owner=who,
-            assignment=assignment,
-            filename="hw.zip",
-            stream=io.BytesIO(make_zip({"activations.py": ""})),
-            settings=settings,
-        )
-        return sub.id
+        return submit(db, settings, who, assignment, datetime.now(UTC)).id
 
     first = upload(other, cpu)
     upload(other, cpu)
