@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
 import shutil
 import signal
@@ -57,9 +59,11 @@ def _error_from_run(
     spec: AssignmentSpec,
     limits: sandbox.SandboxLimits,
     where: Message | None = None,
+    submission: Path | None = None,
 ) -> GradeError | None:
     """Translate how the sandboxed process ended into a student-facing error (None: it succeeded).
-    `where` is what the harness was doing when it stopped without a result ("while calling relu(x)")."""
+    `where` is what the harness was doing when it stopped without a result ("while calling relu(x)");
+    `submission` is the unpacked submission the sandbox ran."""
     at_en, at_zh = (f" {where.en}", where.zh) if where else ("", "")
     lead_zh = f"{at_zh}，" if where else ""
     if run.timed_out:
@@ -137,19 +141,110 @@ def _error_from_run(
             f"（或结束进程），请返回结果；请查看下方日志。",
         )
     if not result.get("ok"):
-        err = result.get("error") or {}
+        err = result.get("error")
+        err = err if isinstance(err, dict) else {}
         raw_code = str(err.get("code", "crashed"))
-        message = str(err.get("message", "unknown error"))
+        message = _capped(err.get("message", "unknown error"))
+        message_zh = _capped(err.get("message_zh", message))
         if raw_code == "crashed" and (
             "can't allocate memory" in message or "out of memory" in message.lower()
         ):
             raw_code = "memory_limit"
-        try:
-            code = ErrorCode(raw_code)
-        except ValueError:
-            code = ErrorCode.crashed
-        return GradeError(code, message, str(err.get("message_zh", message)))
+        if raw_code not in HARNESS_CODES or (
+            raw_code == ErrorCode.too_large and not _copy_could_fail(submission, limits)
+        ):
+            # The student's code wrote this result itself (it shares the harness's process and so
+            # its file descriptors): refuse a code only the grader gives, such as one that would not
+            # count against the daily limit or that would make the worker grade it again.
+            claimed = "".join(c for c in raw_code if c.isprintable())[:40]
+            return GradeError(
+                ErrorCode.crashed,
+                f"Your code wrote a result of its own instead of returning one (it claimed the error "
+                f"{claimed!r}, which only the grader gives). Don't write to file descriptors your code "
+                f"did not open; return your outputs, and upload again.",
+                f"你的代码自行写入了结果，而不是返回结果（它声称出现了只有评测程序才会给出的错误 {claimed!r}）。"
+                f"请不要写入不是你的代码打开的文件描述符；请返回输出，然后重新上传。",
+            )
+        return GradeError(ErrorCode(raw_code), message, message_zh)
     return None
+
+
+# The codes the harness gives for a submission's problem; any other code in a result was written by
+# the student's code (see _error_from_run).
+HARNESS_CODES = frozenset(
+    {
+        ErrorCode.ambiguous_model,
+        ErrorCode.bad_output,
+        ErrorCode.crashed,
+        ErrorCode.import_failed,
+        ErrorCode.load_failed,
+        ErrorCode.memory_limit,
+        ErrorCode.missing_function,
+        ErrorCode.no_model_found,
+        ErrorCode.process_limit,
+        ErrorCode.too_large,  # its copy of the submission did not fit (see _copy_could_fail)
+    }
+)
+MESSAGE_MAX_CHARS = 4000
+_TMPFS_BLOCK = 4096
+
+
+def _capped(text: Any) -> str:
+    text = str(text)
+    return text if len(text) <= MESSAGE_MAX_CHARS else text[:MESSAGE_MAX_CHARS] + " [...]"
+
+
+def _copy_could_fail(submission: Path | None, limits: sandbox.SandboxLimits) -> bool:
+    """Whether the harness's copy of the unpacked submission into the sandbox's /tmp could have run
+    out of room (its `too_large`): only for a submission taking half that tmpfs or more, counting each
+    file in whole blocks. Nothing else is on the tmpfs before the copy, so for a smaller one that code
+    was written by the student's code."""
+    if submission is None:
+        return True
+    total = 0
+    for dirpath, _, files in os.walk(submission):
+        for name in files:
+            try:
+                size = os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                continue
+            total += -(-size // _TMPFS_BLOCK) * _TMPFS_BLOCK
+    return total * 2 >= limits.tmpfs_mb * 1024 * 1024
+
+
+FOUND_MAX_KEYS = 32
+FOUND_VALUE_MAX_BYTES = 4096
+
+
+def _harness_timings(raw: Any) -> dict[str, float]:
+    """The harness's own timings for the report: finite numbers under short names, at most 16 (the
+    result is written in the student's process, so it may hold anything)."""
+    if not isinstance(raw, dict):
+        return {}
+    out: dict[str, float] = {}
+    for k, v in list(raw.items())[:16]:
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            out[f"harness_{str(k)[:40]}"] = float(v)
+    return out
+
+
+def _found(info: dict[str, Any]) -> dict[str, Any]:
+    """What the harness found (module, model class, candidates...) for the report's `discovery`,
+    bounded: at most FOUND_MAX_KEYS entries, and an entry whose JSON is over FOUND_VALUE_MAX_BYTES is
+    replaced by a note of its size (a forged result once made a 474-byte zip's report 63 MB)."""
+    found: dict[str, Any] = {}
+    for k, v in info.items():
+        if k in ("traceback", "timings", "ops"):
+            continue
+        if len(found) == FOUND_MAX_KEYS:
+            found["[left out]"] = f"{len(info) - FOUND_MAX_KEYS} more entries"
+            break
+        try:
+            size = len(json.dumps(v))
+        except (TypeError, ValueError):
+            size = FOUND_VALUE_MAX_BYTES + 1
+        found[str(k)[:64]] = v if size <= FOUND_VALUE_MAX_BYTES else f"[{size} bytes, left out]"
+    return found
 
 
 GRADE_DIR_PREFIX = "hwgrade-grade-"  # then the grading process's pid and "-"
@@ -299,16 +394,13 @@ def grade(
         if isinstance(info, dict):
             if info.get("traceback") and str(info["traceback"]).strip() not in logs:
                 logs = (logs + "\n" + str(info["traceback"]))[-8000:]
-            for k, v in (info.get("timings") or {}).items():
-                timings[f"harness_{k}"] = float(v)
-            report_kw.setdefault("discovery", {})["found"] = {
-                k: v for k, v in info.items() if k not in ("traceback", "timings", "ops")
-            }
+            timings.update(_harness_timings(info.get("timings")))
+            report_kw.setdefault("discovery", {})["found"] = _found(info)
         if run.stdout_bytes + run.stderr_bytes > 2 * limits.log_cap_bytes:
             logs = f"[output capped: {run.stdout_bytes + run.stderr_bytes} bytes printed]\n" + logs
         report_kw["logs_tail"] = logs
 
-        err = _error_from_run(run, spec, limits, evaluator.where(prepared, run.stage))
+        err = _error_from_run(run, spec, limits, evaluator.where(prepared, run.stage), unpacked.root)
         if err is not None:
             raise _with_packaging_advice(err, unpacked, spec)
         t = time.perf_counter()

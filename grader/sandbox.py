@@ -711,6 +711,9 @@ def read_progress(data: bytes) -> dict[str, str] | None:
 
 RESULT_MAX_ARRAYS = 64
 RESULT_MAX_DIMS = 8
+# The JSON header (what was found, each function's record) of a real result is a few KB; the arrays
+# follow it and are not held to this.
+RESULT_MAX_HEADER_BYTES = 4 * 1024 * 1024
 
 
 def read_result(data: bytes) -> tuple[dict[str, Any] | None, dict[str, np.ndarray], str | None]:
@@ -727,6 +730,8 @@ def read_result(data: bytes) -> tuple[dict[str, Any] | None, dict[str, np.ndarra
         size = int.from_bytes(data[len(RESULT_MAGIC) : start], "little")
         if size > len(data) - start:
             raise ValueError("its header runs past its end")
+        if size > RESULT_MAX_HEADER_BYTES:
+            raise ValueError(f"its header is {size} bytes (at most {RESULT_MAX_HEADER_BYTES})")
         header = json.loads(data[start : start + size].decode("utf-8"))
         if not isinstance(header, dict) or not isinstance(header.get("arrays"), list):
             raise ValueError("its header is not an object with a list of arrays")

@@ -134,3 +134,16 @@ def test_a_malformed_result_is_refused_with_a_reason(data: bytes, needle: str) -
 
 def test_nothing_written_is_no_result_not_a_bad_one() -> None:
     assert sandbox.read_result(b"") == (None, {}, None)
+
+
+def test_a_result_header_over_the_cap_is_refused_before_it_is_parsed() -> None:
+    # The JSON header is parsed in the trusted worker; a real one is a few KB.
+    at_cap = forged([], result={"ok": True, "info": {"pad": ""}})
+    pad = sandbox.RESULT_MAX_HEADER_BYTES - (len(at_cap) - len(sandbox.RESULT_MAGIC) - 8)
+    result, _, bad = sandbox.read_result(forged([], result={"ok": True, "info": {"pad": "x" * pad}}))
+    assert bad is None and result is not None and len(result["info"]["pad"]) == pad
+    result, arrays, bad = sandbox.read_result(
+        forged([], result={"ok": True, "info": {"pad": "x" * (pad + 1)}})
+    )
+    assert result is None and arrays == {}
+    assert bad is not None and f"(at most {sandbox.RESULT_MAX_HEADER_BYTES})" in bad

@@ -480,6 +480,57 @@ def test_a_submission_the_working_folder_cannot_hold_is_too_large_not_a_crash(
     assert "STUDENT-CODE-RAN" not in report.logs_tail
 
 
+# Student code shares the harness's process, so it can find the harness's result writer and file
+# descriptors (here through the frame of main()) and write a result of its own, then exit.
+FORGE = """
+import inspect, os
+frame = inspect.currentframe()
+while frame is not None and not ("_write_result" in frame.f_globals and "job" in frame.f_locals):
+    frame = frame.f_back
+job = frame.f_locals["job"]
+frame.f_globals["_write_result"](int(job["out_fd"]), {{}}, {result})
+os.write(int(job["done_fd"]), b"1")
+os._exit(0)
+"""
+
+
+@pytest.mark.parametrize(
+    "claimed", ["sandbox_unavailable", "internal", "not_a_zip", "unsafe_archive", "too_large"]
+)
+def test_a_result_claiming_an_error_only_the_grader_gives_is_refused(
+    phone_zip: Callable[..., Path], claimed: str
+) -> None:
+    # Those codes do not count against the daily limit, and sandbox_unavailable makes the worker
+    # grade again: a student's code must not be able to claim them. (too_large is the harness's
+    # for a copy that did not fit, which a submission of a few KB cannot cause.)
+    forged = {
+        "ok": False,
+        "error": {"code": claimed, "message": "FORGED", "message_zh": "FORGED"},
+        "info": {},
+    }
+    report = run(phone_zip(top=FORGE.format(result=repr(forged))))
+    assert report.status == "error"
+    assert report.error is not None and report.error.code == ErrorCode.crashed, report.error
+    assert f"claimed the error '{claimed}'" in report.error.message
+    assert "FORGED" not in report.error.message and "只有评测程序" in report.error.message_zh
+
+
+def test_a_forged_result_cannot_make_the_report_huge(phone_zip: Callable[..., Path]) -> None:
+    big = 1 << 20  # three of them: under the header's cap (tests/grader/test_result_format.py)
+    forged = (
+        f"{{'ok': False, 'error': {{'code': 'crashed', 'message': 'x' * {big}, 'message_zh': 'x' * {big}}}, "
+        f"'info': {{'module': 'model.py', 'blob': 'x' * {big}, 'timings': {{'t': 'not a number', 'u': 1.5}}}}}}"
+    )
+    report = run(phone_zip(top=FORGE.format(result=forged)))
+    assert report.error is not None and report.error.code == ErrorCode.crashed
+    assert len(report.error.message) < 5000 and len(report.error.message_zh) < 5000
+    found = report.discovery["found"]
+    assert found["module"] == "model.py"
+    assert found["blob"] == f"[{big + 2} bytes, left out]"
+    assert report.timings["harness_u"] == 1.5 and "harness_t" not in report.timings
+    assert len(report.model_dump_json()) < 64 * 1024
+
+
 def test_stdout_flood_is_capped(phone_zip: Callable[..., Path]) -> None:
     code = """
     import sys
