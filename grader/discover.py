@@ -60,6 +60,12 @@ def _rel(root: Path, files: set[str], value: Any, key: str, exts: tuple[str, ...
 def _from_manifest(root: Path, files: set[str], text: str, kind: str) -> dict[str, Any]:
     try:
         data = tomllib.loads(text)
+    except RecursionError:
+        raise _bad(
+            "homework.toml nests its tables or arrays too deeply to read. It needs only a [model] table, "
+            f"as in the example in the homework handout:\n{EXAMPLE_MANIFEST}",
+            f"homework.toml 的表或数组嵌套过深，无法读取。它只需要一个 [model] 表，请参照作业说明中的示例：\n{EXAMPLE_MANIFEST}",
+        ) from None
     except tomllib.TOMLDecodeError as e:
         raise _bad(
             f"homework.toml is not valid TOML: {e}. Compare with the example in the homework handout:\n"
@@ -148,6 +154,25 @@ def _from_manifest(root: Path, files: set[str], text: str, kind: str) -> dict[st
     return plan
 
 
+def _manifest_text(path: Path) -> str:
+    """homework.toml's text: UTF-8 (with or without a BOM), as TOML asks, or else GBK/GB18030, which a
+    Chinese Windows editor saves by default (zip names are read the same way)."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        utf8_error = e
+    try:
+        return raw.decode("gb18030")
+    except UnicodeDecodeError:
+        raise _bad(
+            f"homework.toml is not text the grader can read (byte {utf8_error.start} is not UTF-8). Save it "
+            "as UTF-8 (Notepad: Save as > Encoding: UTF-8; VS Code: the encoding in the status bar) and zip again.",
+            f"homework.toml 不是评测能读取的文本（第 {utf8_error.start} 个字节不是 UTF-8）。请把它另存为 UTF-8 编码"
+            "（记事本：另存为 > 编码：UTF-8；VS Code：状态栏中的编码），然后重新打包。",
+        ) from None
+
+
 def _model_first(rel: str) -> tuple[int, str]:
     name = PurePosixPath(rel).name.lower()
     return (0 if "model" in name or "net" in name else 1, rel)
@@ -158,7 +183,7 @@ def plan_model(root: Path, files: list[str], kind: str) -> dict[str, Any]:
     file_set = set(files)
     py_files = sorted((f for f in files if f.endswith(".py")), key=_model_first)
     if MANIFEST in file_set:
-        plan = _from_manifest(root, file_set, (root / MANIFEST).read_text(encoding="utf-8-sig"), kind)
+        plan = _from_manifest(root, file_set, _manifest_text(root / MANIFEST), kind)
     else:
         plan = {"source": "conventions", "model": None, "notes": []}
         weights = sorted(f for f in files if f.lower().endswith(WEIGHT_EXTS))

@@ -169,6 +169,22 @@ def test_manifest_with_function_factory_and_preprocess_chain(tmp_path: Path) -> 
     assert report.discovery["plan"]["source"] == "manifest"
 
 
+def test_a_manifest_saved_as_gbk_is_read(tmp_path: Path) -> None:
+    # Notepad on a Chinese Windows saves GBK by default; file names in the zip may be GBK too.
+    toml = '[model]\nfile = "模型/网络.py"\nname = "PhonePriceModel"\nkwargs = { input_dim = 20, output_dim = 4 }\nweights = "模型/权重.bin"\n'
+    z = write_zip(
+        tmp_path / "hw.zip",
+        {
+            "homework.toml": toml.encode("gbk"),
+            "模型/网络.py": PHONE_MODEL,
+            "模型/权重.bin": weights_bytes(phone_state_dict(), tmp_path),
+        },
+    )
+    report = graded(grade(z, PHONE))
+    assert report.discovery["plan"]["source"] == "manifest"
+    assert "模型/网络.py" in str(report.discovery["found"]["model"]), report.discovery["found"]
+
+
 def test_scaler_in_manifest_receives_a_dataframe_with_column_names(tmp_path: Path) -> None:
     import pickle
 
@@ -242,6 +258,13 @@ def test_no_matching_class_names_candidates_and_shapes(tmp_path: Path) -> None:
             "no such file",
         ),
         ({"m.bin": b"not a torch file"}, ErrorCode.load_failed, "m.bin"),
+        # Both were `internal`, with the grader's own traceback shown to the student.
+        ({"homework.toml": "x = " + "[" * 50_000, "m.bin": b"x"}, ErrorCode.bad_manifest, "too deeply"),
+        (
+            {"homework.toml": b"[model]\nfile = '\xff\xfe.py'\n", "m.bin": b"x"},
+            ErrorCode.bad_manifest,
+            "Save it as UTF-8",
+        ),
     ],
 )
 def test_layout_problems_have_specific_codes(
