@@ -22,6 +22,7 @@ Error codes:
 from __future__ import annotations
 
 import copy
+import errno
 import os
 import re
 import shutil
@@ -47,6 +48,10 @@ _DAMAGED_ERRORS: tuple[type[BaseException], ...] = (
     EOFError,
     NotImplementedError,
 )
+# What opening an entry raises when its local header is damaged, beyond _DAMAGED_ERRORS: a name that
+# is not the UTF-8 its flag says, an offset before the start of the file (a negative seek: ValueError,
+# or OSError EINVAL, caught where it is raised).
+_BAD_LOCAL_HEADER_ERRORS: tuple[type[BaseException], ...] = (UnicodeDecodeError, ValueError)
 try:
     from isal import isal_zlib
 
@@ -173,7 +178,14 @@ def unpack(zip_path: Path, dest: Path, limits: IntakeLimits | None = None) -> Un
     _check_file(zip_path, zip_size, limits)
     try:
         zf = zipfile.ZipFile(zip_path)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, UnicodeDecodeError, EOFError, ValueError) as exc:
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        UnicodeDecodeError,
+        EOFError,
+        ValueError,
+        NotImplementedError,  # "zip file version 13.6": a damaged central directory
+    ) as exc:
         with zip_path.open("rb") as f:
             head = f.read(512)
         raise _unreadable(head) from exc
@@ -552,10 +564,18 @@ def _copy_entry(zf: zipfile.ZipFile, e: _Entry, target: Path, budget: int) -> in
     probe = copy.copy(e.info)
     probe.file_size = declared + 2 * _CHUNK
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        src = zf.open(probe)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise  # reading the stored zip failed: ours to fix, not the student's
+        raise _damaged(e.name) from exc
+    except _DAMAGED_ERRORS + _BAD_LOCAL_HEADER_ERRORS as exc:
+        raise _damaged(e.name) from exc
     fd = os.open(target, flags, 0o644)
     written = 0
     try:
-        with os.fdopen(fd, "wb") as dst, zf.open(probe) as src:
+        with os.fdopen(fd, "wb") as dst, src:
             _inflate_faster(src)
             os.fchmod(dst.fileno(), 0o644)
             for chunk in _chunks(src):
