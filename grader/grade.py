@@ -441,8 +441,7 @@ def grade(
             "评测程序自身出错（不是你的代码的问题）。你的提交已保存，教师可以看到详细信息。",
         )
         tb = traceback.format_exc(limit=-6)
-        kw = {k: v for k, v in report_kw.items() if k != "logs_tail"}
-        return GradeReport.failure(spec.slug, err, timings=timings, logs_tail=tb[-4000:], **kw)
+        return GradeReport.failure(spec.slug, err, timings=timings, grader_traceback=tb[-4000:], **report_kw)
     finally:
         if held is not None:
             held.release()  # nothing once run_job used it

@@ -90,7 +90,10 @@ class GradeReport(BaseModel):
     error: ErrorInfo | None = None
     discovery: dict[str, Any] = Field(default_factory=dict)
     attachments: list[str] = Field(default_factory=list)
-    logs_tail: str = ""
+    logs_tail: str = ""  # the student's code's own output (students see it)
+    # For an `internal` error, where the grader itself failed: for the instructors, never shown to the
+    # student (whose code did not cause it).
+    grader_traceback: str = ""
     timings: dict[str, float] = Field(default_factory=dict)
     sandbox: str = ""
     dataset: DatasetInfo | None = None

@@ -479,6 +479,7 @@ def result_from_report(submission_id: int, attempt: int, report: GradeReport, no
             "attachments": data["attachments"],
             "dataset": data["dataset"],
             "grader_version": report.grader_version,
+            **({"grader_traceback": report.grader_traceback} if report.grader_traceback else {}),
         },
         created_at=now,
     )

@@ -294,6 +294,7 @@ def report_page(
         "dataset": details.get("dataset") if isinstance(details.get("dataset"), dict) else None,
         "discovery": details.get("discovery") or None,
         "grader_version": details.get("grader_version"),
+        "grader_traceback": details.get("grader_traceback") or None,
     }
     return render(request, "report.html", context)
 

@@ -459,3 +459,24 @@ def test_a_network_built_as_a_variable_gets_the_function_to_write(tmp_path: Path
     graded(
         grade(write_zip(tmp_path / "b.zip", {"net.py": fixed, "net.pt": w, "homework.toml": manifest}), MNIST)
     )
+
+
+def test_a_failure_of_the_grader_itself_keeps_its_traceback_out_of_the_students_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The report calls logs_tail "Output of your code"; the grader's traceback was put there.
+    from grader.evaluators.models import EVALUATOR
+
+    def broken_score(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("GRADER-SIDE-BUG")
+
+    monkeypatch.setattr(EVALUATOR, "score", broken_score)
+    src = PHONE_MODEL + "\nprint('STUDENT-PRINTED')\n"
+    z = write_zip(
+        tmp_path / "hw.zip", {"model.py": src, "m.bin": weights_bytes(phone_state_dict(), tmp_path)}
+    )
+    report = failed(grade(z, PHONE), ErrorCode.internal)
+    assert "STUDENT-PRINTED" in report.logs_tail  # the student's own output is still theirs to see
+    assert "GRADER-SIDE-BUG" not in report.logs_tail and "Traceback" not in report.logs_tail
+    assert "RuntimeError: GRADER-SIDE-BUG" in report.grader_traceback
+    assert "broken_score" in report.grader_traceback

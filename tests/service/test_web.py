@@ -397,6 +397,33 @@ def test_error_report_shows_the_error(
     assert "无法导入" in text
 
 
+def test_the_graders_own_traceback_is_on_the_instructors_page_and_not_in_the_students_report(
+    ui: TestClient, db: Session, settings: Settings, course: dict[str, Any]
+) -> None:
+    student = course["students"]["赵敏"]
+    sub = graded_submission(
+        db,
+        settings,
+        student,
+        course["assignment"],
+        score=0.0,
+        error=ErrorInfo(
+            code="internal", message="The grader failed on its own side.", message_zh="评测程序自身出错。"
+        ),
+        logs_tail="STUDENT-OUTPUT",
+        grader_traceback='Traceback (most recent call last):\n  File "grader/grade.py"\nRuntimeError: GRADER-BUG',
+    )
+    token = rotate_token(db, student)
+    db.commit()
+    text = text_of(ui.get(f"/ui/submissions/{sub.id}").text)
+    assert "Where the grader failed" in text and "RuntimeError: GRADER-BUG" in text
+    assert "STUDENT-OUTPUT" in text
+    mine = ui.get(f"/api/v1/submissions/{sub.id}", headers={"Authorization": f"Bearer {token}"})
+    assert mine.status_code == 200, mine.text
+    assert mine.json()["result"]["logs_tail"] == "STUDENT-OUTPUT"
+    assert "GRADER-BUG" not in mine.text
+
+
 def test_student_page_lists_submissions_with_a_timeline(ui: TestClient, course: dict[str, Any]) -> None:
     student = course["students"]["李雷"]
     page = ui.get(f"/ui/students/{student.id}")
