@@ -373,6 +373,60 @@ def cmd_assignments(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_regrade(args: argparse.Namespace) -> int:
+    """Queue finished submissions to be graded again: after a fault on our side (a full disk, a
+    missing data dir, a worker that kept dying), or, with --all, after a hidden set was replaced."""
+    from sqlalchemy import select
+
+    from service.assignments.service import get_by_slug
+    from service.db import unit_of_work
+    from service.submissions import service
+    from service.submissions.models import Submission
+    from service.worker import create_celery, send_grade
+
+    settings = get_settings()
+    factory = _session_factory(settings)
+    with unit_of_work(factory) as session:
+        assignment = None
+        if args.assignment:
+            assignment = get_by_slug(session, args.assignment)
+            if assignment is None:
+                print(
+                    f"error: no assignment {args.assignment!r}\n    没有作业 {args.assignment!r}",
+                    file=sys.stderr,
+                )
+                return 1
+        if args.ids:
+            ids = list(args.ids)
+        elif args.failed:
+            ids = service.failed_on_our_side(session, assignment)
+        elif args.all and assignment is not None:
+            ids = list(
+                session.scalars(select(Submission.id).where(Submission.assignment_id == assignment.id))
+            )
+        else:
+            print(
+                "error: give submission ids, --failed (gradings that failed on our side), or --assignment SLUG --all\n"
+                "    请指定提交编号、--failed（因平台原因失败的评测），或 --assignment 作业 --all",
+                file=sys.stderr,
+            )
+            return 2
+        regraded = service.regrade(session, ids)
+    for sub_id, why in regraded.skipped.items():
+        print(f"skipped {sub_id}: {why}")
+    celery = create_celery(settings)
+    unsent = 0
+    for wakeup in regraded.wakeups:
+        if not send_grade(celery, wakeup.submission_id, wakeup.queue):
+            unsent += 1
+            with unit_of_work(factory) as session:
+                service.mark_not_enqueued(session, wakeup.submission_id)
+    print(f"{len(regraded.wakeups)} submission(s) queued to be graded again")
+    if unsent:
+        print(f"{unsent} could not be handed to the broker now; the sweeper will send them")
+    return 0
+
+
 # --- student side: submit / check ----------------------------------------------------------------
 
 
@@ -563,8 +617,9 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     if hidden.exists() and not args.replace:
         return refuse(
             f"{hidden} exists: results already graded were scored against it, and a new split would change it. "
-            "Pass --replace to replace it anyway (then regrade), or --out another data dir.",
-            f"{hidden} 已存在：已评测的结果基于它计分，重新划分会改变测试集。如确需替换请加 --replace（之后应重新评测），"
+            "Pass --replace to replace it anyway (then `hwgrade regrade --assignment phone-price --all`), or --out "
+            "another data dir.",
+            f"{hidden} 已存在：已评测的结果基于它计分，重新划分会改变测试集。如确需替换请加 --replace（之后运行 `hwgrade regrade --assignment phone-price --all` 重新评测），"
             "或用 --out 指定另一个数据目录。",
         )
     duplicates = int(frame.duplicated().sum())
@@ -654,6 +709,25 @@ def build_parser() -> argparse.ArgumentParser:
     asub.add_parser("sync", help="create or refresh the built-in assignments")
     asub.add_parser("list", help="list assignments")
     p.set_defaults(func=cmd_assignments)
+
+    p = sub.add_parser(
+        "regrade",
+        help="queue finished submissions to be graded again from their stored zips (results removed, "
+        "attempts counted again from 0)",
+    )
+    p.add_argument("ids", nargs="*", type=int, help="submission ids")
+    p.add_argument(
+        "--failed",
+        action="store_true",
+        help="every grading that failed on our side (internal, sandbox_unavailable)",
+    )
+    p.add_argument("--assignment", "-a", help="only this assignment (with --failed or --all)")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="every finished submission of --assignment (after a hidden set changed)",
+    )
+    p.set_defaults(func=cmd_regrade)
 
     p = sub.add_parser("submit", help="upload a zip to a server, wait, print the result")
     p.add_argument("zip", type=Path)

@@ -8,6 +8,8 @@ Lease protocol (Postgres is the source of truth; the broker only carries wake-up
   transaction as the final status; the unique constraint on result.submission_id backs this up.
 - `sweep` re-queues submissions whose lease ran out or whose wake-up may have been lost, and gives up
   (status error, code internal) after max_attempts.
+- `regrade` (an instructor's command) puts finished submissions back in the queue with a fresh count
+  of attempts, their results removed.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from sqlalchemy import (
     Update,
     and_,
     bindparam,
+    delete,
     func,
     or_,
     select,
@@ -41,7 +44,7 @@ from service.assignments.models import Assignment, LatePolicy
 from service.config import Settings
 from service.db import ID_MAX, is_row_id, utcnow
 from service.errors import DailyLimitReached, DeadlinePassed, EmptyFile, NotAZip, TooLarge, WrongArchiveKind
-from service.leaderboards.service import enter_result
+from service.leaderboards.service import enter_result, rebuild_boards
 from service.storage import BlobStore, BlobTooLarge
 from service.submissions.models import Result, Submission, SubmissionStatus
 from service.users.models import User
@@ -529,11 +532,16 @@ def sweep(session: Session, settings: Settings, *, limit: int = 500) -> list[Wak
         if status == SubmissionStatus.running:
             seen = and_(seen, Submission.lease_expires_at < now)
         if attempt >= settings.max_attempts:
+            tries = "once" if attempt == 1 else f"on each of {attempt} tries"
             report = internal_error_report(
                 slug,
-                f"Grading failed {attempt} times on our side (the worker stopped); the staff have been notified "
-                "by the logs. Your submission is kept.",
-                f"评分在服务器端失败了 {attempt} 次（评分进程中断）。你的提交已保存，请联系助教。",
+                f"The grading process stopped before it finished, {tries}, so the grader gave up. Your "
+                "submission is kept, does not count against today's submissions, and your instructor can "
+                "have it graded again. A worker also stops when code uses far more memory than the limit "
+                "or starts many processes at import time: if yours might, fix that and upload again.",
+                f"评测进程在完成之前中断了（共尝试 {attempt} 次），评测已放弃。你的提交已保存，不计入今天的提交次数，"
+                "教师可以让它重新评测。如果代码使用的内存远超限制，或在导入时启动了很多进程，评测进程也会中断："
+                "如果你的代码可能如此，请修改后重新上传。",
             )
             if _finish(session, _finish_statement(seen), {}, sub_id, attempt, SubmissionStatus.error, report):
                 log.error("submission %s: giving up after %s attempts", sub_id, attempt)
@@ -549,3 +557,71 @@ def sweep(session: Session, settings: Settings, *, limit: int = 500) -> list[Wak
             wakeups.append(Wakeup(sub_id, queue))
     session.flush()
     return wakeups
+
+
+@dataclass(frozen=True)
+class Regraded:
+    wakeups: list[Wakeup]  # what to send once the transaction commits
+    skipped: dict[int, str]  # submission id -> why it was left alone
+
+
+def failed_on_our_side(session: Session, assignment: Assignment | None = None) -> list[int]:
+    """The submissions whose grading failed on the platform's side (internal, sandbox_unavailable),
+    oldest first: what `hwgrade regrade --failed` takes."""
+    stmt = select(Result.submission_id).where(Result.error_code.in_(PLATFORM_FAILURES))
+    if assignment is not None:
+        stmt = stmt.where(Result.assignment_id == assignment.id)
+    return list(session.scalars(stmt.order_by(Result.submission_id)))
+
+
+def regrade(session: Session, submission_ids: list[int]) -> Regraded:
+    """Queue finished submissions (graded or error) to be graded again from their stored zip: the
+    result is removed, the attempts start again from 0, and where a removed result was on a board the
+    boards are derived again from the results left. Queued or running submissions, and ids that do
+    not exist, are skipped with the reason."""
+    skipped: dict[int, str] = {}
+    rows = session.execute(
+        select(Submission.id, Submission.status, Assignment.queue)
+        .join(Assignment, Submission.assignment_id == Assignment.id)
+        .where(Submission.id.in_(submission_ids))
+        .with_for_update(of=Submission)
+    ).all()
+    found = {row.id: row for row in rows}
+    for sub_id in submission_ids:
+        if sub_id not in found:
+            skipped[sub_id] = "no such submission"
+        elif found[sub_id].status not in (SubmissionStatus.graded, SubmissionStatus.error):
+            skipped[sub_id] = f"still {found[sub_id].status.value}: it will be graded anyway"
+    chosen = [i for i in dict.fromkeys(submission_ids) if i in found and i not in skipped]
+    if not chosen:
+        return Regraded([], skipped)
+    ranked = session.scalar(
+        select(func.count(Result.id)).where(
+            Result.submission_id.in_(chosen),
+            or_(Result.public_score.is_not(None), Result.private_score.is_not(None)),
+        )
+    )
+    session.execute(
+        delete(Result).where(Result.submission_id.in_(chosen)).execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(Submission)
+        .where(Submission.id.in_(chosen))
+        .values(
+            status=SubmissionStatus.queued,
+            attempt=0,
+            lease_expires_at=None,
+            started_at=None,
+            finished_at=None,
+            worker=None,
+            enqueued_at=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if ranked:
+        rebuild_boards(session)
+    session.flush()
+    session.expire_all()
+    for sub_id in chosen:
+        log.warning("submission %s: queued to be graded again (regrade)", sub_id)
+    return Regraded([Wakeup(i, found[i].queue) for i in chosen], skipped)

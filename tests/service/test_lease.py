@@ -228,7 +228,14 @@ def test_sweep_gives_up_after_max_attempts(db: Session, submission: Submission, 
     db.refresh(submission)
     assert submission.status == SubmissionStatus.error
     assert submission.result is not None and submission.result.error_code == "internal"
-    assert "kept" in (submission.result.error_message or "")
+    message, message_zh = submission.result.error_message or "", submission.result.error_message_zh or ""
+    assert "kept" in message and "does not count against today's submissions" in message
+    # Both languages give the same count of tries (the English said "1 times", the Chinese no more).
+    assert (
+        f"on each of {settings.max_attempts} tries" in message
+        and f"共尝试 {settings.max_attempts} 次" in message_zh
+    )
+    assert "graded again" in message and "重新评测" in message_zh
     assert _results(db, submission) == 1
 
 

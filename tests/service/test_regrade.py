@@ -1,0 +1,152 @@
+"""`regrade`: finished submissions back in the queue, results removed, boards derived again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.cli import main
+from service.config import Settings, get_settings
+from service.db import create_db_engine, create_session_factory, unit_of_work
+from service.submissions import service
+from service.submissions.models import Result, Submission, SubmissionStatus
+from tests.service.factories import create_assignment, create_user
+from tests.service.test_leaderboards import T0, board_entries, grade, graded, submit
+
+
+def _give_up(db: Session, settings: Settings, sub: Submission) -> None:
+    """What a worker that keeps dying leaves: the sweep's final `internal` after max_attempts."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    for _ in range(settings.max_attempts):
+        assert (
+            service.claim(db, sub.id, lease_s=60, max_attempts=settings.max_attempts, worker="w") is not None
+        )
+        past = datetime.now(UTC) - timedelta(seconds=1)
+        db.execute(update(Submission).where(Submission.id == sub.id).values(lease_expires_at=past))
+    assert service.sweep(db, settings) == []
+    db.flush()
+
+
+def test_a_submission_given_up_on_is_graded_again_with_fresh_attempts(
+    db: Session, settings: Settings
+) -> None:
+    a = create_assignment(db, "activations", daily_limit=10)
+    student, _ = create_user(db)
+    sub = submit(db, settings, student, a, T0)
+    _give_up(db, settings, sub)
+    db.refresh(sub)
+    assert sub.status == SubmissionStatus.error and sub.attempt == settings.max_attempts
+    # Without the regrade no worker may take it again.
+    assert service.claim(db, sub.id, lease_s=60, max_attempts=settings.max_attempts, worker="w") is None
+
+    regraded = service.regrade(db, [sub.id])
+    db.commit()
+    assert [(w.submission_id, w.queue) for w in regraded.wakeups] == [(sub.id, "grading")]
+    assert regraded.skipped == {}
+    db.refresh(sub)
+    assert sub.status == SubmissionStatus.queued and sub.attempt == 0 and sub.result is None
+    assert sub.finished_at is None and sub.enqueued_at is not None
+    grade(db, sub, 0.7)
+    db.commit()
+    db.refresh(sub)
+    assert sub.status == SubmissionStatus.graded and sub.attempt == 1
+    assert sub.result is not None and sub.result.score == 0.7 and sub.result.error_code is None
+
+
+def test_regrading_a_graded_submission_takes_it_off_the_boards_until_it_is_graded_again(
+    db: Session, settings: Settings
+) -> None:
+    a = create_assignment(db, "activations", daily_limit=10)
+    student, _ = create_user(db)
+    best = graded(db, settings, student, a, 0.9, 0)
+    graded(db, settings, student, a, 0.6, 1)
+    db.flush()
+    assert {e[3:5] for e in board_entries(db)} == {(best.id, 0.9)}
+    service.regrade(db, [best.id])
+    db.flush()
+    # The student's other result now leads; the regraded one ranks again once its new score is in.
+    assert {e[4] for e in board_entries(db)} == {0.6}
+    grade(db, db.get_one(Submission, best.id), 0.95)
+    db.flush()
+    assert {e[3:5] for e in board_entries(db)} == {(best.id, 0.95)}
+
+
+def test_queued_running_and_unknown_submissions_are_skipped_with_the_reason(
+    db: Session, settings: Settings
+) -> None:
+    a = create_assignment(db, "activations", daily_limit=10)
+    student, _ = create_user(db)
+    queued = submit(db, settings, student, a, T0)
+    running = submit(db, settings, student, a, T0)
+    assert service.claim(db, running.id, lease_s=60, max_attempts=3, worker="w") is not None
+    done = graded(db, settings, student, a, 0.5, 2)
+    regraded = service.regrade(db, [queued.id, running.id, 999_999, done.id])
+    assert [w.submission_id for w in regraded.wakeups] == [done.id]
+    assert regraded.skipped == {
+        queued.id: "still queued: it will be graded anyway",
+        running.id: "still running: it will be graded anyway",
+        999_999: "no such submission",
+    }
+    db.refresh(running)
+    assert running.status == SubmissionStatus.running and running.attempt == 1
+
+
+def test_failed_on_our_side_selects_only_platform_failures(db: Session, settings: Settings) -> None:
+    a = create_assignment(db, "activations", daily_limit=10)
+    b = create_assignment(db, "optimizers", daily_limit=10)
+    student, _ = create_user(db)
+    ours = grade(db, submit(db, settings, student, a, T0), 0.0, error="internal")
+    sandbox = grade(db, submit(db, settings, student, a, T0), 0.0, error="sandbox_unavailable")
+    grade(db, submit(db, settings, student, a, T0), 0.0, error="crashed")  # the student's: not ours
+    graded(db, settings, student, a, 0.8, 3)
+    other = grade(db, submit(db, settings, student, b, T0), 0.0, error="internal")
+    assert service.failed_on_our_side(db) == [ours.id, sandbox.id, other.id]
+    assert service.failed_on_our_side(db, a) == [ours.id, sandbox.id]
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("HWGRADE_HOME", str(tmp_path))
+    monkeypatch.delenv("HWGRADE_DATABASE_URL", raising=False)
+    monkeypatch.delenv("HWGRADE_BROKER_URL", raising=False)
+    get_settings.cache_clear()
+    assert main(["db", "upgrade"]) == 0
+    yield tmp_path
+    get_settings.cache_clear()
+
+
+def test_the_regrade_command_queues_failed_gradings_and_wakes_a_worker(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = Settings(home=home)
+    engine = create_db_engine(settings.database_url)
+    try:
+        with unit_of_work(create_session_factory(engine)) as session:
+            a = create_assignment(session, "activations", daily_limit=10)
+            student, _ = create_user(session)
+            failed = grade(session, submit(session, settings, student, a, T0), 0.0, error="internal")
+            crashed = grade(session, submit(session, settings, student, a, T0), 0.0, error="crashed")
+            ids = (failed.id, crashed.id)
+        queue = settings.broker_dir / "queue"
+        before = set(queue.iterdir()) if queue.exists() else set()
+        assert main(["regrade", "--failed"]) == 0
+        assert "1 submission(s) queued to be graded again" in capsys.readouterr().out
+        assert len(set(queue.iterdir()) - before) == 1  # the wake-up, in the embedded broker's folder
+        with unit_of_work(create_session_factory(engine)) as session:
+            rows = session.execute(select(Submission.id, Submission.status).where(Submission.id.in_(ids)))
+            statuses = {sub_id: status for sub_id, status in rows}
+            assert statuses == {ids[0]: SubmissionStatus.queued, ids[1]: SubmissionStatus.error}
+            assert session.scalar(select(Result.id).where(Result.submission_id == ids[0])) is None
+        assert main(["regrade", str(ids[1]), "999999"]) == 0
+        out = capsys.readouterr().out
+        assert "skipped 999999: no such submission" in out and "1 submission(s) queued" in out
+        assert main(["regrade"]) == 2
+        assert main(["regrade", "--failed", "--assignment", "nope"]) == 1
+    finally:
+        engine.dispose()
