@@ -61,6 +61,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.hostname:
         argv.append(f"--hostname={args.hostname}")
     if args.beat:
+        # Beat keeps its schedule under the home, which prepare_dirs makes only for SQLite (Postgres
+        # with HWGRADE_STORAGE_DIR elsewhere, as in production, left none, and beat died at start).
+        settings.home.mkdir(parents=True, exist_ok=True)
         argv += ["--beat", f"--schedule={settings.home / 'celerybeat-schedule'}"]
     if settings.broker_url.startswith("filesystem"):
         # The filesystem transport has no broadcast worth paying for with one local worker.

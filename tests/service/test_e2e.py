@@ -92,7 +92,10 @@ def env(tmp_path: Path, db_url: str, redis: RedisServer) -> dict[str, str]:
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "PYTHONPATH": str(REPO_ROOT),
         "HWGRADE_ENV": "test",
+        # As in production: nothing under the home, which no process creates in advance (the worker
+        # that runs beat keeps its schedule there, and once died at start for want of it).
         "HWGRADE_HOME": str(tmp_path / "home"),
+        "HWGRADE_STORAGE_DIR": str(tmp_path / "storage"),
         "HWGRADE_DATABASE_URL": db_url,
         "HWGRADE_BROKER_URL": redis.url,
         "HWGRADE_DEVICE": "cpu",
