@@ -26,7 +26,14 @@ SWEEP_TASK = "submissions.sweep"
 QUEUES = ("grading", "gpu")
 
 
-def celery_config(settings: Settings) -> dict[str, Any]:
+# The worker's bound on one Redis command (an ack, a sweep's wake-up): far above any answer from a
+# live Redis, so only a hung one hits it.
+WORKER_SOCKET_TIMEOUT_S = 30.0
+
+
+def celery_config(settings: Settings, *, producer: bool = False) -> dict[str, Any]:
+    """Celery's settings; `producer` for a process that only sends wake-ups (the API, the CLI), whose
+    every Redis command is bounded by HWGRADE_BROKER_PUBLISH_TIMEOUT_S."""
     conf: dict[str, Any] = {
         "broker_url": settings.broker_url,
         "broker_connection_retry_on_startup": True,
@@ -64,6 +71,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             # Longer than any grading, or a message would be handed to a second worker mid-grading.
             "visibility_timeout": int(settings.task_time_limit_s + 60),
             "socket_connect_timeout": settings.broker_publish_timeout_s,
+            # A Redis that holds the connection open and never answers (stopped, a dead link) held
+            # an upload with no limit: connecting was bounded, waiting for the reply was not.
+            "socket_timeout": settings.broker_publish_timeout_s if producer else WORKER_SOCKET_TIMEOUT_S,
         }
     return conf
 
@@ -72,7 +82,7 @@ def create_celery(settings: Settings | None = None) -> Celery:
     """A Celery app for `settings`, or one configured lazily from HWGRADE_* (the worker's)."""
     app = Celery("hwgrade", include=["service.submissions.tasks"], set_as_current=settings is None)
     if settings is not None:
-        app.config_from_object(celery_config(settings))
+        app.config_from_object(celery_config(settings, producer=True))
     else:
 
         def _configure(sender: Celery, **_: Any) -> None:

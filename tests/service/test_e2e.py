@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -399,6 +400,44 @@ def test_redis_down_during_upload_loses_nothing(
         assert api.get(f"/api/v1/submissions/{sub_id}", headers=auth(student_token)).json()["result"][
             "passed"
         ]
+
+
+def test_an_upload_is_accepted_while_redis_hangs(
+    settings: Settings, factory: sessionmaker[Session], redis: RedisServer, student_token: str
+) -> None:
+    # A Redis that accepts the connection and never answers (stopped, swapped out, a dead link)
+    # must not hold an upload: it is committed and acknowledged, and the sweeper sends the wake-up.
+    # It held the request with no limit: the publish had a connect timeout and no read timeout.
+    with in_process_api(settings) as api:
+        first = api.post(
+            "/api/v1/assignments/activations/submissions",
+            files={"file": ("hw.zip", zip_folder(ACTIVATIONS))},
+            headers=auth(student_token),
+        )
+        assert first.status_code == 202, first.text  # the producer's connection is now open
+        assert redis.proc is not None
+        os.kill(redis.proc.pid, signal.SIGSTOP)
+        try:
+            answer: list[Any] = []
+            upload = threading.Thread(
+                target=lambda: answer.append(
+                    api.post(
+                        "/api/v1/assignments/activations/submissions",
+                        files={"file": ("hw.zip", zip_folder(ACTIVATIONS))},
+                        headers=auth(student_token),
+                    )
+                ),
+                daemon=True,
+            )
+            upload.start()
+            upload.join(60)
+            assert answer, "the upload still waited for Redis after 60 s"
+        finally:
+            os.kill(redis.proc.pid, signal.SIGCONT)
+    resp = answer[0]
+    assert resp.status_code == 202, resp.text
+    row = submission_row(factory, resp.json()["id"])
+    assert row.status == SubmissionStatus.queued and row.enqueued_at is None  # the sweeper owes it
 
 
 def test_embedded_serve_runs_the_demo_without_any_server(tmp_path: Path) -> None:
