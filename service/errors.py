@@ -193,6 +193,21 @@ def install_error_handlers(app: FastAPI) -> None:
             headers=getattr(exc, "headers", None),
         )
 
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette's last resort, after logging nothing of ours: a bug, or a fault no handler
+        # above names. The client gets the API's JSON shape, not a plain-text "Internal Server Error".
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return JSONResponse(
+            {
+                "error": "internal",
+                "detail": "The server failed to handle this request (a fault on its side, not yours). Try "
+                "again; if it keeps happening, tell your instructor.",
+                "detail_zh": "服务器处理这个请求时出错（是服务器的问题，不是你的）。请重试；如果一直出错，请告诉教师。",
+            },
+            status_code=500,
+        )
+
     @app.exception_handler(OperationalError)
     async def _db_unavailable(_request: Request, exc: OperationalError) -> JSONResponse:
         log.error("database unavailable: %s", exc)

@@ -43,7 +43,15 @@ from grader.report import ErrorCode, GradeReport
 from service.assignments.models import Assignment, LatePolicy
 from service.config import Settings
 from service.db import ID_MAX, is_row_id, utcnow
-from service.errors import DailyLimitReached, DeadlinePassed, EmptyFile, NotAZip, TooLarge, WrongArchiveKind
+from service.errors import (
+    DailyLimitReached,
+    DeadlinePassed,
+    EmptyFile,
+    NotAZip,
+    TooLarge,
+    Unavailable,
+    WrongArchiveKind,
+)
 from service.leaderboards.service import enter_result, rebuild_boards
 from service.storage import BlobStore, BlobTooLarge
 from service.submissions.models import Result, Submission, SubmissionStatus
@@ -234,6 +242,8 @@ def create_submission(
     limit_mb = f"{settings.max_upload_mb:g}"
     try:
         staged = store.stage(stream, settings.max_upload_bytes)
+    except OSError as e:
+        raise _storage_failed(e) from None
     except BlobTooLarge:
         raise TooLarge(
             f"The file is larger than the {limit_mb} MB limit. Leave datasets and checkpoints you do not need "
@@ -249,6 +259,9 @@ def create_submission(
             if used >= assignment.daily_limit:
                 raise daily_limit_error(assignment, settings)
         relpath = store.commit(staged)
+    except OSError as e:
+        staged.discard()
+        raise _storage_failed(e) from None
     except BaseException:
         staged.discard()
         raise
@@ -268,6 +281,18 @@ def create_submission(
     session.add(submission)
     session.flush()
     return submission
+
+
+def _storage_failed(e: OSError) -> Unavailable:
+    """The refusal of an upload the server could not store (its disk full, read-only, gone)."""
+    log.error("could not store an upload: %s", e)
+    return Unavailable(
+        "The server could not save your upload (its storage is full or not writable). Nothing was saved and "
+        "it does not count against today's submissions. Try again in a few minutes; if it keeps happening, "
+        "tell your instructor.",
+        "服务器无法保存你上传的文件（存储空间已满或不可写）。本次上传没有保存，也不计入今天的提交次数。"
+        "请过几分钟再试；如果一直失败，请告诉教师。",
+    )
 
 
 def _check_upload(size: int, head: bytes) -> None:

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from celery import Celery
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -182,3 +185,59 @@ def test_no_content_length_is_411(client: TestClient, student: str) -> None:
     )
     assert resp.status_code == 411
     assert resp.json()["error"] == "length_required"
+
+
+@pytest.fixture
+def full_disk(settings: Settings) -> Iterator[Path]:
+    """The blob store on a 64 KB tmpfs: a real full disk (ENOSPC), where this runs as root."""
+    import subprocess
+
+    settings.blob_dir.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(settings.blob_dir)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield settings.blob_dir
+    finally:
+        subprocess.run(["umount", "-l", str(settings.blob_dir)], check=True)
+
+
+def test_an_upload_the_full_disk_cannot_hold_is_a_clear_503_and_costs_nothing(
+    client: TestClient, db: Session, student: str, settings: Settings, full_disk: Path
+) -> None:
+    data = make_zip({"hw/activations.py": "import numpy as np\n", "hw/w.bin": os.urandom(200_000)})
+    resp = client.post(URL, files={"file": ("hw.zip", data)}, headers=auth(student))
+    assert resp.status_code == 503, resp.text  # was a plain-text 500 "Internal Server Error"
+    body = resp.json()
+    assert body["error"] == "unavailable"
+    assert "could not save your upload" in body["detail"] and "不计入今天的提交次数" in body["detail_zh"]
+    assert _count(db) == 0
+    assert _stored_files(settings) == []  # the partial file was removed, so the disk is not left full
+    small = client.post(
+        URL, files={"file": ("hw.zip", make_zip({"hw/activations.py": "x = 1\n"}))}, headers=auth(student)
+    )
+    assert small.status_code == 202, small.text
+
+
+def test_an_unexpected_error_is_the_apis_json_not_plain_text(
+    app: FastAPI, student: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.submissions import service
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(service, "list_summaries_for_owner", broken)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        resp = client.get("/api/v1/me/submissions", headers=auth(student))
+    assert resp.status_code == 500
+    assert resp.headers["content-type"].startswith("application/json")
+    body = resp.json()
+    assert (
+        body["error"] == "internal"
+        and "tell your instructor" in body["detail"]
+        and "请重试" in body["detail_zh"]
+    )
+    assert "a bug" not in resp.text
