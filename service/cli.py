@@ -770,7 +770,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command != "worker":  # Celery configures logging in the worker
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    result: int = args.func(args)
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    try:
+        result: int = args.func(args)
+    except (ProgrammingError, OperationalError) as e:
+        text = str(e.orig if e.orig is not None else e)
+        if args.command == "db" or not (
+            "does not exist" in text or "no such table" in text or "no such column" in text
+        ):
+            raise
+        # A table or column the code expects is missing: the schema is older than the code.
+        print(
+            f"error: the database's schema is missing what this command needs ({text.splitlines()[0]}). Run "
+            "`hwgrade db upgrade`, then the command again.\n"
+            "    数据库结构缺少此命令需要的表或列。请先运行 `hwgrade db upgrade`，再重新运行此命令。",
+            file=sys.stderr,
+        )
+        return 1
     return result
 
 

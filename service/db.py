@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -11,7 +12,7 @@ from typing import Any
 from alembic.config import Config as AlembicConfig
 from fastapi import Request
 from fastapi.concurrency import contextmanager_in_threadpool
-from sqlalchemy import JSON, DateTime, Dialect, MetaData, create_engine, event
+from sqlalchemy import JSON, DateTime, Dialect, MetaData, create_engine, event, inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, ORMExecuteState, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -179,3 +180,31 @@ def upgrade_db(database_url: str, revision: str = "head") -> None:
     from alembic import command
 
     command.upgrade(alembic_config(database_url), revision)
+
+
+@functools.cache
+def schema_head() -> str:
+    """The revision the code expects: the head of migrations/ (read once per process)."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config("")).get_current_head() or ""
+
+
+def schema_problem(session: Session) -> tuple[str, str] | None:
+    """Why the database's schema is not the one this code expects, in English and Chinese (None if it
+    is): never migrated, or at another revision than migrations/ head (an upgrade not run after a
+    deploy, or a database newer than the code)."""
+    if not inspect(session.connection()).has_table("alembic_version"):
+        return (
+            "The database has no schema yet: run `hwgrade db upgrade`.",
+            "数据库还没有建表：请运行 `hwgrade db upgrade`。",
+        )
+    current = session.scalar(text("SELECT version_num FROM alembic_version")) or "none"
+    head = schema_head()
+    if current == head:
+        return None
+    return (
+        f"The database is at schema revision {current}, this code expects {head}: run `hwgrade db upgrade` "
+        "(or deploy the code that matches the database).",
+        f"数据库的结构版本是 {current}，而当前代码需要 {head}：请运行 `hwgrade db upgrade`（或部署与数据库一致的代码）。",
+    )

@@ -9,13 +9,13 @@ from contextlib import asynccontextmanager
 
 from celery import Celery
 from fastapi import FastAPI
-from sqlalchemy import text
+from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session, sessionmaker
 
 from service import __version__
 from service.assignments.router import router as assignments_router
 from service.config import Settings, get_settings
-from service.db import create_db_engine, create_session_factory, read_only_factory
+from service.db import create_db_engine, create_session_factory, read_only_factory, schema_problem
 from service.errors import install_error_handlers
 from service.exports.router import router as exports_router
 from service.leaderboards.router import router as leaderboards_router
@@ -76,11 +76,23 @@ def create_app(
     app.include_router(leaderboards_router)
     app.include_router(exports_router)
 
-    @app.get("/healthz", tags=["health"])
-    def healthz() -> dict[str, str]:
-        """Liveness and database reachability."""
+    @app.get("/healthz", tags=["health"], response_model=None)
+    def healthz() -> dict[str, str] | JSONResponse:
+        """Liveness, database reachability, and a schema at this code's migration head (503 if not:
+        every request would fail on a missing table or column)."""
         with app.state.session_factory() as session:
-            session.execute(text("SELECT 1"))
+            problem = schema_problem(session)
+        if problem is not None:
+            log.error("healthz: %s", problem[0])
+            return JSONResponse(
+                {
+                    "status": "schema_outdated",
+                    "detail": problem[0],
+                    "detail_zh": problem[1],
+                    "version": __version__,
+                },
+                status_code=503,
+            )
         return {"status": "ok", "version": __version__}
 
     return app

@@ -373,3 +373,22 @@ def test_check_on_function_homework(
         assert report["score"] == 1.0 and not failed
     else:
         assert failed_check in failed and 0 < report["score"] < 1
+
+
+def test_a_command_on_a_database_never_migrated_says_to_run_db_upgrade(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HWGRADE_HOME", str(tmp_path))
+    monkeypatch.delenv("HWGRADE_DATABASE_URL", raising=False)
+    get_settings.cache_clear()
+    try:
+        assert main(["users", "list"]) == 1  # was a traceback ending in "no such table: user"
+        err = capsys.readouterr().err
+        assert (
+            "Run `hwgrade db upgrade`, then the command again" in err
+            and "hwgrade db upgrade" in err.splitlines()[-1]
+        )
+        assert main(["db", "upgrade"]) == 0
+        assert main(["users", "list"]) == 0
+    finally:
+        get_settings.cache_clear()

@@ -63,3 +63,33 @@ def test_existing_assignments_get_a_random_board_tag_each(tmp_path: Path) -> Non
         tags = [t for (t,) in conn.execute(text("SELECT board_tag FROM assignment"))]
     engine.dispose()
     assert len(set(tags)) == 3 and 0 not in tags
+
+
+def test_healthz_fails_until_the_database_is_at_the_codes_head(pg_url: str, tmp_path: Path) -> None:
+    # It said 200 on a database never migrated, while every request then failed on a missing table.
+    from fastapi.testclient import TestClient
+
+    from service.config import Settings
+    from service.db import schema_head
+    from service.main import create_app
+
+    head = schema_head()
+    previous = ScriptDirectory.from_config(alembic_config(pg_url)).get_revision(head).down_revision
+    assert isinstance(previous, str)
+    with fresh_database("hwgrade_test_health", migrate=False) as url:
+        settings = Settings(env="test", home=tmp_path, database_url=url, broker_url="memory://")
+        app = create_app(settings)
+        with TestClient(app) as client:
+            empty = client.get("/healthz")
+            assert empty.status_code == 503 and empty.json()["status"] == "schema_outdated"
+            assert (
+                "run `hwgrade db upgrade`" in empty.json()["detail"]
+                and "hwgrade db upgrade" in empty.json()["detail_zh"]
+            )
+            upgrade_db(url, previous)
+            behind = client.get("/healthz").json()
+            assert f"revision {previous}, this code expects {head}" in behind["detail"]
+            upgrade_db(url)
+            ok = client.get("/healthz")
+            assert ok.status_code == 200 and ok.json()["status"] == "ok"
+        app.state.session_factory.kw["bind"].dispose()
