@@ -91,6 +91,16 @@ def _error_from_run(
             f"评测无法读取你的代码的输出：{run.bad_result}。",
         )
     result = run.result
+    if run.oom_killed:  # a process of it was killed, so its result, if any, is not what it meant
+        total = (limits.memory_mb or 0) + limits.tmpfs_mb
+        return GradeError(
+            ErrorCode.memory_limit,
+            f"Your code used more than the {total} MB one evaluation may use in all (its memory, that of any "
+            f"processes it started, and the files it wrote to /tmp), and was stopped{at_en}. Evaluate in "
+            f"batches, don't start processes, and don't write large files.",
+            f"{lead_zh}你的代码使用的内存超过了一次评测总共允许的 {total} MB（包括它自己的内存、它启动的进程的内存，"
+            f"以及它写入 /tmp 的文件），已被终止。请分批计算，不要启动进程，也不要写入大文件。",
+        )
     if result is None:
         sig = run.signal
         if sig == signal.SIGXCPU:
@@ -388,7 +398,9 @@ def grade(
             held=held,
         )
         timings["sandbox_s"] = run.wall_s
-        report_kw["sandbox"] = sandbox.describe(run.kind)
+        report_kw["sandbox"] = sandbox.describe(run.kind) + (
+            ", one memory limit for the whole evaluation (cgroup)" if run.memory_cgroup else ""
+        )
         logs = run.logs_tail()
         info = (run.result or {}).get("info") or {}
         if isinstance(info, dict):

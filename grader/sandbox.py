@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from grader import seccomp
+from grader import cgroup, seccomp
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,10 @@ class SandboxRun:
     # Where the harness was when it stopped without a result (its last progress record, untrusted
     # strings): {"what": "import", "file": "model.py"}, {"what": "op", "id": "c3"}, ... or None.
     stage: dict[str, str] | None = None
+    # The evaluation ran under one memory limit for its whole process tree and its /tmp (a cgroup),
+    # and whether the kernel killed a process of it for going over that limit.
+    memory_cgroup: bool = False
+    oom_killed: bool = False
 
     @property
     def signal(self) -> int | None:
@@ -271,10 +275,39 @@ class Slot:
     number: int
     fd: int
     run_dir: Path | None = None
+    # This slot's memory cgroup, limited for the evaluation now holding it, and its OOM-kill count
+    # before that evaluation (see limit_memory).
+    memory: tuple[cgroup.SlotCgroup, int] | None = None
 
     @property
     def uid(self) -> int:
         return UID_BASE + self.number
+
+    def limit_memory(self, limits: SandboxLimits) -> str | None:
+        """Limit this slot's memory cgroup for its next evaluation: `memory_mb` plus its /tmp tmpfs
+        (whose pages the cgroup charges), for the whole process tree; returns the cgroup.procs file
+        the evaluation's first process must join. None where there is no such cgroup (or no memory
+        limit: CUDA), and the per-process rlimits are all."""
+        self.memory = None
+        if limits.memory_mb is None:
+            return None
+        cg = cgroup.for_slot(self.number)
+        if cg is None:
+            return None
+        try:
+            base = cg.limit((limits.memory_mb + limits.tmpfs_mb) * 1024 * 1024)
+        except OSError as e:
+            log.warning("could not limit the memory cgroup %s: %s", cg.path, e)
+            return None
+        self.memory = (cg, base)
+        return str(cg.procs_file)
+
+    def memory_report(self) -> tuple[bool, bool]:
+        """(ran under the cgroup limit, the kernel OOM-killed a process of it) for the evaluation."""
+        if self.memory is None:
+            return False, False
+        cg, base = self.memory
+        return True, cg.oom_kills() > base
 
     def new_run_dir(self, root: Path) -> Path:
         """A run directory under `root` for this slot's evaluation, named after the slot and removed
@@ -928,9 +961,11 @@ def run_job(
             full_job["done_fd"] = ZYGOTE_DONE_FD
         cached = _write_job(job_dir, full_job, inputs, cache_inputs, inside=kind != "rlimits")
         extra_binds = [(str(INPUT_CACHE_DIR), IN_INPUTS)] if cached and kind != "rlimits" else []
+        procs = slot.limit_memory(limits)
+        memory_of = slot.memory_report
 
         if kind == "zygote":
-            req = _zygote_request(job_dir, submission, limits, device, uid, extra_binds)
+            req = _zygote_request(job_dir, submission, limits, device, uid, extra_binds, procs)
             req["preload"] = _preload(cached)
             pool_slot, slot = slot, None  # the pool releases it, now or once the tree is gone
             try:
@@ -953,8 +988,8 @@ def run_job(
                     mode="bwrap",
                 )
         else:
-            ended = _run_process(kind, job_dir, submission, limits, device, out_fd, extra_binds)
-        return _finished(kind, out_fd, limits, ended, t0)
+            ended = _run_process(kind, job_dir, submission, limits, device, out_fd, extra_binds, procs)
+        return _finished(kind, out_fd, limits, ended, t0, memory_of())
     finally:
         if out_fd >= 0:
             with contextlib.suppress(OSError):
@@ -966,8 +1001,11 @@ def run_job(
 _Ended = tuple[int | None, bool, "_Tail", "_Tail"]
 
 
-def _finished(kind: str, out_fd: int, limits: SandboxLimits, ended: _Ended, t0: float) -> SandboxRun:
-    """The run's report: its result read back from `out_fd`, and how it ended."""
+def _finished(
+    kind: str, out_fd: int, limits: SandboxLimits, ended: _Ended, t0: float, memory: tuple[bool, bool]
+) -> SandboxRun:
+    """The run's report: its result read back from `out_fd`, how it ended, and `memory` (see
+    Slot.memory_report)."""
     os.lseek(out_fd, 0, os.SEEK_SET)
     size = os.fstat(out_fd).st_size
     data = os.read(out_fd, size) if 0 < size <= (limits.file_mb * 1024 * 1024) else b""
@@ -988,6 +1026,8 @@ def _finished(kind: str, out_fd: int, limits: SandboxLimits, ended: _Ended, t0: 
         wall_s=time.monotonic() - t0,
         bad_result=bad,
         stage=read_progress(data) if result is None else None,
+        memory_cgroup=memory[0],
+        oom_killed=memory[1],
     )
 
 
@@ -1049,7 +1089,9 @@ def hold(
         submission_dir.chmod(0o755)
         out_fd = _result_fd(slot.uid)
         extra = [(str(_input_cache_dir()), IN_INPUTS)] if input_cache else []
-        req = _zygote_request(job_dir, submission_dir, limits, device, slot.uid, extra)
+        req = _zygote_request(
+            job_dir, submission_dir, limits, device, slot.uid, extra, slot.limit_memory(limits)
+        )
         req["go_fd"] = ZYGOTE_GO_FD
     except (OSError, SandboxUnavailable):
         log.warning("could not make an evaluation ahead of its job", exc_info=True)
@@ -1105,7 +1147,7 @@ def _run_held(
         except POOL_FAILURES:
             log.exception("the warm sandbox pool failed; running this evaluation again")
             return None
-        return _finished("zygote", held.out_fd, limits, ended, t0)
+        return _finished("zygote", held.out_fd, limits, ended, t0, held.slot.memory_report())
     finally:
         os.close(held.out_fd)
 
@@ -1118,8 +1160,10 @@ def _run_process(
     device: str,
     out_fd: int,
     extra_binds: list[tuple[str, str]],
+    cgroup_procs: str | None = None,
 ) -> _Ended:
-    """One cold process per evaluation: bubblewrap, or the rlimits-only fallback."""
+    """One cold process per evaluation: bubblewrap, or the rlimits-only fallback. `cgroup_procs`: the
+    memory cgroup the process joins before it execs (so before it runs anything)."""
     sc_r = -1
     proc: subprocess.Popen[bytes] | None = None
     try:
@@ -1144,6 +1188,7 @@ def _run_process(
             env=_sandbox_env() if kind != "bwrap" else {},
             start_new_session=True,
             cwd=str(job_dir.parent) if kind != "bwrap" else "/",
+            preexec_fn=(lambda: cgroup.join(cgroup_procs)) if cgroup_procs else None,  # noqa: PLW1509
         )
         if sc_r >= 0:
             os.close(sc_r)
@@ -1179,10 +1224,13 @@ def _zygote_request(
     device: str,
     uid: int,
     extra_binds: list[tuple[str, str]] = [],  # noqa: B006 - read only
+    cgroup_procs: str | None = None,
 ) -> dict[str, Any]:
     view = _host_view()
     return {
         "uid": uid,
+        # The zygote moves the evaluation into this memory cgroup before it sends it the request.
+        "cgroup_procs": cgroup_procs,
         "out_fd": ZYGOTE_OUT_FD,
         "done_fd": ZYGOTE_DONE_FD,
         "job_json": f"{IN_JOB}/job.json",

@@ -375,6 +375,23 @@ def _rehearse_result(harness_main: Any) -> None:
         )
 
 
+def _join_cgroup(pid: int, procs: str | None) -> str | None:
+    """Move the evaluation `pid` (it waits for its request, so it has run nothing of the job yet) into
+    the memory cgroup whose cgroup.procs is `procs`; everything it starts inherits it. The error, as
+    text, if that fails."""
+    if not procs:
+        return None
+    try:
+        fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, str(pid).encode())
+        finally:
+            os.close(fd)
+    except OSError as e:
+        return f"could not move the evaluation into the cgroup {procs}: {e}"
+    return None
+
+
 def _send_fds(sock: socket.socket, obj: dict[str, Any], fds: list[int]) -> None:
     sock.sendmsg(
         [json.dumps(obj).encode() + b"\n"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
@@ -789,12 +806,16 @@ def serve(sock: socket.socket, root: str) -> None:
                     if req:  # a request (else inputs to hold only: those of a held evaluation's job)
                         fds = runner.take_fds()
                         view = view_of(req)
+                        procs = req.pop("cgroup_procs", None)
                         for attempt in (1, 2):
                             if spare is None:
                                 spare = new_spare()
                             try:
                                 with contextlib.suppress(OSError):  # from a rehearsal's SCHED_IDLE
                                     os.sched_setscheduler(spare.eval, os.SCHED_OTHER, os.sched_param(0))
+                                joined = _join_cgroup(spare.eval, procs)
+                                if joined is not None:
+                                    break
                                 _send_fds(spare.sock, req, fds)
                                 break
                             except OSError:
@@ -803,6 +824,18 @@ def serve(sock: socket.socket, root: str) -> None:
                                 if attempt == 2:
                                     raise
                         assert spare is not None
+                        if joined is not None:
+                            # The job's memory limit could not be put on this evaluation: it does not
+                            # run (the runner takes this as the pool failing).
+                            spare.close()
+                            spare = None
+                            for fd_ in fds:
+                                os.close(fd_)
+                            _send(sock, {"error": joined})
+                            del req
+                            if not runner.buffered():
+                                break
+                            continue
                         if "go_fd" in req:
                             awaiting_job[spare.sock.fileno()] = spare
                         else:

@@ -531,6 +531,47 @@ def test_a_forged_result_cannot_make_the_report_huge(phone_zip: Callable[..., Pa
     assert len(report.model_dump_json()) < 64 * 1024
 
 
+# Four children of 600 MB each and 200 MB in /tmp: each process within the 2048 MB memory_mb, the
+# whole over the evaluation's 2304 MB (memory_mb and the 256 MB tmpfs). Before the cgroup, this was graded (a probe held 5.5 GB and 750 MB of tmpfs).
+MEMORY_ACROSS_PROCESSES = """
+import os, time
+kids = []
+for _ in range(4):
+    pid = os.fork()
+    if pid == 0:
+        block = bytearray(600 << 20)
+        for i in range(0, len(block), 4096):
+            block[i] = 1
+        time.sleep(3)
+        os._exit(0)
+    kids.append(pid)
+with open('/tmp/fill', 'wb') as f:
+    f.write(os.urandom(200 << 20))
+for kid in kids:
+    os.waitpid(kid, 0)  # the kernel killed some of them: the evaluation as a whole went over
+"""
+
+
+def test_one_memory_limit_holds_the_whole_evaluation_with_its_children_and_tmp(
+    isolated: str, phone_zip: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from grader import cgroup
+
+    if cgroup.for_slot(0) is None:
+        pytest.skip("no memory cgroup the worker may make on this host")
+    _with_limits(monkeypatch, tmpfs_mb=256)
+    spec = SPEC.model_copy(update={"memory_mb": 2048, "timeout_s": 30.0})
+    report = run(phone_zip(top=MEMORY_ACROSS_PROCESSES), spec=spec)
+    assert report.error is not None and report.error.code == ErrorCode.memory_limit, report.error
+    assert "2304 MB one evaluation may use in all" in report.error.message
+    assert "2304 MB" in report.error.message_zh
+    assert report.sandbox.endswith("one memory limit for the whole evaluation (cgroup)")
+    # An ordinary submission still fits, and its report names the limit too.
+    fine = run(phone_zip(), spec=spec)
+    assert fine.status == "graded", fine.error
+    assert "(cgroup)" in fine.sandbox
+
+
 def test_stdout_flood_is_capped(phone_zip: Callable[..., Path]) -> None:
     code = """
     import sys
