@@ -6,11 +6,11 @@ and what it writes to its /tmp tmpfs counts against no limit at all (a probe hel
 750 MB of tmpfs with a 2 GB limit, and was graded). A memory cgroup charges every page of the
 evaluation's process tree, tmpfs pages included, to one limit.
 
-The cgroups live under the worker's own memory cgroup, in `hwgrade/slot-<n>`: one per uid slot,
-made once and reused (a slot is held by one evaluation at a time, see grader.sandbox.Slot). The
-trusted side puts the evaluation's first process into it before any student code runs (the zygote
-writes its pid, or the cold sandbox's process writes its own before exec); everything it starts
-inherits it. Works with cgroup v1 (a `memory` hierarchy) and with cgroup v2 where the worker's
+The cgroups live under the worker's own memory cgroup, in `hwgrade/`. The warm pool's zygote makes
+one per sandbox in `hwgrade/zygotes/z<its pid>-<n>` and moves each spare evaluation into one as it
+forks it, ahead of its job (see _Cgroups in grader/harness/zygote.py); the cold sandbox uses one per
+uid slot, `hwgrade/slot-<n>`, which its process joins before it execs. Either way the limit is set
+before any student code runs, and everything the evaluation starts inherits the cgroup. Works with cgroup v1 (a `memory` hierarchy) and with cgroup v2 where the worker's
 cgroup may enable the memory controller for its children; otherwise `for_slot` is None and the
 per-process limits are all there is (the report then does not claim one limit per evaluation).
 """
@@ -64,16 +64,7 @@ class SlotCgroup:
 
     def oom_kills(self) -> int:
         """How many processes the kernel's OOM killer has killed in this cgroup, ever."""
-        name = "memory.oom_control" if self.version == 1 else "memory.events"
-        try:
-            text = (self.path / name).read_text()
-        except OSError:
-            return 0
-        for line in text.splitlines():
-            key, _, value = line.partition(" ")
-            if key == "oom_kill":
-                return int(value)
-        return 0
+        return oom_kills_at(self.path, self.version)
 
     def peak_bytes(self) -> int | None:
         """The most this cgroup has held (v1: since its last reset, which limit() does not do)."""
@@ -82,6 +73,20 @@ class SlotCgroup:
             return int((self.path / name).read_text())
         except (OSError, ValueError):
             return None
+
+
+def oom_kills_at(path: Path, version: int) -> int:
+    """How many processes the kernel's OOM killer has killed in the memory cgroup `path`, ever."""
+    name = "memory.oom_control" if version == 1 else "memory.events"
+    try:
+        text = (path / name).read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "oom_kill":
+            return int(value)
+    return 0
 
 
 def _own_cgroup() -> tuple[Path, int] | None:
@@ -141,6 +146,49 @@ def _slot(number: int) -> SlotCgroup | None:
         log.warning("could not make the memory cgroup %s: %s", path, e)
         return None
     return SlotCgroup(path, parent[1])
+
+
+def version() -> int:
+    parent = _parent()
+    return parent[1] if parent is not None else 0
+
+
+def zygote_parent() -> Path | None:
+    """Where a zygote makes its sandboxes' cgroups (`hwgrade/zygotes`), with those left by zygotes
+    that are gone removed; None where the worker may make none."""
+    if os.environ.get("HWGRADE_SANDBOX_CGROUP", "auto") == "off":
+        return None
+    parent = _parent()
+    if parent is None:
+        return None
+    path = parent[0] / "zygotes"
+    try:
+        path.mkdir(exist_ok=True)
+        if parent[1] == 2 and "memory" not in (path / "cgroup.subtree_control").read_text().split():
+            (path / "cgroup.subtree_control").write_text("+memory")
+        with os.scandir(path) as entries:
+            stale = [e.path for e in entries if e.is_dir() and not _zygote_alive(e.name)]
+    except OSError as e:
+        log.warning("no memory cgroups for the warm pool (%s): each process has its own limit only", e)
+        return None
+    for gone in stale:
+        with contextlib.suppress(OSError):  # still holding a process: left for a later sweep
+            os.rmdir(gone)
+    return path
+
+
+def _zygote_alive(name: str) -> bool:
+    """Whether the zygote that made the cgroup `name` ("z<pid>-<n>") still runs."""
+    pid = name[1:].split("-", 1)[0]
+    if not (name.startswith("z") and pid.isdigit()):
+        return True  # not ours to remove
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def for_slot(number: int) -> SlotCgroup | None:

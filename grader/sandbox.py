@@ -200,7 +200,7 @@ def zygote_works() -> bool:
             raise
         fd = os.open(os.devnull, os.O_WRONLY)
         try:
-            returncode, _, _, err = _zygote().run(req, fd, SandboxLimits(timeout_s=60), slot)
+            returncode, _, _, err, _ = _zygote().run(req, fd, SandboxLimits(timeout_s=60), slot)
         finally:
             os.close(fd)
         if returncode != 0:
@@ -264,6 +264,12 @@ def _slot_lock_dir() -> Path:
     return lock_dir
 
 
+def evaluation_memory_bytes(limits: SandboxLimits) -> int | None:
+    """The memory cgroup limit of one evaluation: memory_mb and its /tmp tmpfs, whose pages the cgroup
+    charges too (None without a memory limit: CUDA)."""
+    return None if limits.memory_mb is None else (limits.memory_mb + limits.tmpfs_mb) * 1024 * 1024
+
+
 @dataclass
 class Slot:
     """An exclusive uid for one evaluation (held with a lock file), so RLIMIT_NPROC, signals and the
@@ -289,13 +295,12 @@ class Slot:
         the evaluation's first process must join. None where there is no such cgroup (or no memory
         limit: CUDA), and the per-process rlimits are all."""
         self.memory = None
-        if limits.memory_mb is None:
-            return None
-        cg = cgroup.for_slot(self.number)
-        if cg is None:
+        limit_bytes = evaluation_memory_bytes(limits)
+        cg = cgroup.for_slot(self.number) if limit_bytes is not None else None
+        if cg is None or limit_bytes is None:
             return None
         try:
-            base = cg.limit((limits.memory_mb + limits.tmpfs_mb) * 1024 * 1024)
+            base = cg.limit(limit_bytes)
         except OSError as e:
             log.warning("could not limit the memory cgroup %s: %s", cg.path, e)
             return None
@@ -961,11 +966,9 @@ def run_job(
             full_job["done_fd"] = ZYGOTE_DONE_FD
         cached = _write_job(job_dir, full_job, inputs, cache_inputs, inside=kind != "rlimits")
         extra_binds = [(str(INPUT_CACHE_DIR), IN_INPUTS)] if cached and kind != "rlimits" else []
-        procs = slot.limit_memory(limits)
-        memory_of = slot.memory_report
 
         if kind == "zygote":
-            req = _zygote_request(job_dir, submission, limits, device, uid, extra_binds, procs)
+            req = _zygote_request(job_dir, submission, limits, device, uid, extra_binds)
             req["preload"] = _preload(cached)
             pool_slot, slot = slot, None  # the pool releases it, now or once the tree is gone
             try:
@@ -988,8 +991,12 @@ def run_job(
                     mode="bwrap",
                 )
         else:
-            ended = _run_process(kind, job_dir, submission, limits, device, out_fd, extra_binds, procs)
-        return _finished(kind, out_fd, limits, ended, t0, memory_of())
+            procs = slot.limit_memory(limits)
+            code, late, out, err = _run_process(
+                kind, job_dir, submission, limits, device, out_fd, extra_binds, procs
+            )
+            ended = (code, late, out, err, slot.memory_report())
+        return _finished(kind, out_fd, limits, ended, t0)
     finally:
         if out_fd >= 0:
             with contextlib.suppress(OSError):
@@ -998,21 +1005,20 @@ def run_job(
             slot.release()
 
 
-_Ended = tuple[int | None, bool, "_Tail", "_Tail"]
+# (returncode, timed_out, stdout, stderr, (under one memory cgroup, a process of it OOM-killed))
+_Ended = tuple[int | None, bool, "_Tail", "_Tail", tuple[bool, bool]]
+_Process = tuple[int | None, bool, "_Tail", "_Tail"]
 
 
-def _finished(
-    kind: str, out_fd: int, limits: SandboxLimits, ended: _Ended, t0: float, memory: tuple[bool, bool]
-) -> SandboxRun:
-    """The run's report: its result read back from `out_fd`, how it ended, and `memory` (see
-    Slot.memory_report)."""
+def _finished(kind: str, out_fd: int, limits: SandboxLimits, ended: _Ended, t0: float) -> SandboxRun:
+    """The run's report: its result read back from `out_fd`, and how it ended."""
     os.lseek(out_fd, 0, os.SEEK_SET)
     size = os.fstat(out_fd).st_size
     data = os.read(out_fd, size) if 0 < size <= (limits.file_mb * 1024 * 1024) else b""
     result, arrays, bad = read_result(data)
     if size > limits.file_mb * 1024 * 1024:
         bad = "the result was too large"
-    returncode, timed_out, out_tail, err_tail = ended
+    returncode, timed_out, out_tail, err_tail, memory = ended
     return SandboxRun(
         kind=kind,
         result=result,
@@ -1089,9 +1095,7 @@ def hold(
         submission_dir.chmod(0o755)
         out_fd = _result_fd(slot.uid)
         extra = [(str(_input_cache_dir()), IN_INPUTS)] if input_cache else []
-        req = _zygote_request(
-            job_dir, submission_dir, limits, device, slot.uid, extra, slot.limit_memory(limits)
-        )
+        req = _zygote_request(job_dir, submission_dir, limits, device, slot.uid, extra)
         req["go_fd"] = ZYGOTE_GO_FD
     except (OSError, SandboxUnavailable):
         log.warning("could not make an evaluation ahead of its job", exc_info=True)
@@ -1147,7 +1151,7 @@ def _run_held(
         except POOL_FAILURES:
             log.exception("the warm sandbox pool failed; running this evaluation again")
             return None
-        return _finished("zygote", held.out_fd, limits, ended, t0, held.slot.memory_report())
+        return _finished("zygote", held.out_fd, limits, ended, t0)
     finally:
         os.close(held.out_fd)
 
@@ -1161,7 +1165,7 @@ def _run_process(
     out_fd: int,
     extra_binds: list[tuple[str, str]],
     cgroup_procs: str | None = None,
-) -> _Ended:
+) -> _Process:
     """One cold process per evaluation: bubblewrap, or the rlimits-only fallback. `cgroup_procs`: the
     memory cgroup the process joins before it execs (so before it runs anything)."""
     sc_r = -1
@@ -1224,13 +1228,12 @@ def _zygote_request(
     device: str,
     uid: int,
     extra_binds: list[tuple[str, str]] = [],  # noqa: B006 - read only
-    cgroup_procs: str | None = None,
 ) -> dict[str, Any]:
     view = _host_view()
     return {
         "uid": uid,
-        # The zygote moves the evaluation into this memory cgroup before it sends it the request.
-        "cgroup_procs": cgroup_procs,
+        # The limit the zygote puts on the evaluation's memory cgroup before it sends it this request.
+        "memory_limit_bytes": evaluation_memory_bytes(limits),
         "out_fd": ZYGOTE_OUT_FD,
         "done_fd": ZYGOTE_DONE_FD,
         "job_json": f"{IN_JOB}/job.json",
@@ -1304,6 +1307,11 @@ class Zygote:
         # here). The forks inherit the setting. glibc < 2.35 ignores the tunable.
         env["GLIBC_TUNABLES"] = "glibc.malloc.hugetlb=1"
         env["HWGRADE_SANDBOX_REHEARSAL"] = rehearsal_setting()
+        memory_parent = cgroup.zygote_parent()
+        if memory_parent is not None:
+            # Where the zygote makes its sandboxes' memory cgroups (see _Cgroups in zygote.py).
+            env["HWGRADE_ZYGOTE_CGROUP"] = str(memory_parent)
+            env["HWGRADE_ZYGOTE_CGROUP_VERSION"] = str(cgroup.version())
         # An empty directory here; each evaluation mounts its new root on it in its own private
         # mount namespace, so every zygote of the machine can share it (one per zygote was left
         # behind by every pool process, which ends without clean-up).
@@ -1551,6 +1559,8 @@ class Zygote:
         if "pid" not in started:
             raise ZygoteDied(f"zygote could not fork: {started}")
         begun.init = int(started["pid"])
+        if isinstance(started.get("cgroup"), str):
+            begun.cgroup, begun.oom_base = started["cgroup"], int(started.get("oom_base", 0))
         self._watch(begun.init)
 
     def _wait(self, begun: _Begun, limits: SandboxLimits, slot: Slot) -> _Ended:
@@ -1608,7 +1618,7 @@ class Zygote:
                 _read_available([fd for fd in open_fds if fd != done_r], tails)
                 slot.release(scan=False)  # init reaped: its namespace is empty
             returncode = 0 if done else (None if status is None else os.waitstatus_to_exitcode(status))
-            return returncode, timed_out, tails[out_r], tails[err_r]
+            return returncode, timed_out, tails[out_r], tails[err_r], begun.memory_report()
         finally:
             begun.close()
 
@@ -1624,6 +1634,16 @@ class _Begun:
     done_r: int
     go_w: int = -1
     init: int = -1
+    # The evaluation's memory cgroup, as the zygote limited it for this job, and its OOM-kill count
+    # before the job (None: no cgroup limit on this evaluation).
+    cgroup: str | None = None
+    oom_base: int = 0
+
+    def memory_report(self) -> tuple[bool, bool]:
+        """(ran under one memory cgroup limit, the kernel OOM-killed a process of it)."""
+        if self.cgroup is None:
+            return False, False
+        return True, cgroup.oom_kills_at(Path(self.cgroup), cgroup.version()) > self.oom_base
 
     def close(self) -> None:
         for name in ("out_r", "err_r", "done_r", "go_w"):
