@@ -6,11 +6,14 @@ and what it writes to its /tmp tmpfs counts against no limit at all (a probe hel
 750 MB of tmpfs with a 2 GB limit, and was graded). A memory cgroup charges every page of the
 evaluation's process tree, tmpfs pages included, to one limit.
 
-The cgroups live under the worker's own memory cgroup, in `hwgrade/`. The warm pool's zygote makes
-one per sandbox in `hwgrade/zygotes/z<its pid>-<n>` and moves each spare evaluation into one as it
-forks it, ahead of its job (see _Cgroups in grader/harness/zygote.py); the cold sandbox uses one per
-uid slot, `hwgrade/slot-<n>`, which its process joins before it execs. Either way the limit is set
-before any student code runs, and everything the evaluation starts inherits the cgroup. Works with cgroup v1 (a `memory` hierarchy) and with cgroup v2 where the worker's
+The cgroups live under the worker's own memory cgroup, in `hwgrade/`. The warm pool's zygote moves
+itself, once, into `hwgrade/zygotes/z<its pid>`, and forks every evaluation inside it; each request
+sets that cgroup's limit to what it holds then plus the evaluation's limit (a worker process grades
+one submission at a time; see _Cgroup in grader/harness/zygote.py for why evaluations are not moved
+into cgroups of their own). The cold sandbox uses one cgroup per uid slot, `hwgrade/slot-<n>`,
+which its process joins before it execs. Either way the limit is set before any student code runs,
+and everything the evaluation starts inherits the cgroup.
+Works with cgroup v1 (a `memory` hierarchy) and with cgroup v2 where the worker's
 cgroup may enable the memory controller for its children; otherwise `for_slot` is None and the
 per-process limits are all there is (the report then does not claim one limit per evaluation).
 """
@@ -154,8 +157,8 @@ def version() -> int:
 
 
 def zygote_parent() -> Path | None:
-    """Where a zygote makes its sandboxes' cgroups (`hwgrade/zygotes`), with those left by zygotes
-    that are gone removed; None where the worker may make none."""
+    """Where a zygote makes its cgroup (`hwgrade/zygotes`), with those left by zygotes that are gone
+    removed; None where the worker may make none."""
     if os.environ.get("HWGRADE_SANDBOX_CGROUP", "auto") == "off":
         return None
     parent = _parent()
@@ -178,7 +181,7 @@ def zygote_parent() -> Path | None:
 
 
 def _zygote_alive(name: str) -> bool:
-    """Whether the zygote that made the cgroup `name` ("z<pid>-<n>") still runs."""
+    """Whether the zygote of the cgroup `name` ("z<pid>") still runs."""
     pid = name[1:].split("-", 1)[0]
     if not (name.startswith("z") and pid.isdigit()):
         return True  # not ours to remove

@@ -1309,7 +1309,7 @@ class Zygote:
         env["HWGRADE_SANDBOX_REHEARSAL"] = rehearsal_setting()
         memory_parent = cgroup.zygote_parent()
         if memory_parent is not None:
-            # Where the zygote makes its sandboxes' memory cgroups (see _Cgroups in zygote.py).
+            # Where the zygote makes the memory cgroup it forks its evaluations in (see _Cgroup there).
             env["HWGRADE_ZYGOTE_CGROUP"] = str(memory_parent)
             env["HWGRADE_ZYGOTE_CGROUP_VERSION"] = str(cgroup.version())
         # An empty directory here; each evaluation mounts its new root on it in its own private

@@ -375,83 +375,82 @@ def _rehearse_result(harness_main: Any) -> None:
         )
 
 
-class _Cgroups:
-    """A memory cgroup for each sandbox, made under the runner's HWGRADE_ZYGOTE_CGROUP (see
-    grader/cgroup.py) and reused once its sandbox is gone. The spare evaluation joins its cgroup as
-    soon as it is forked, off the critical path: moving a process between cgroups waits for an RCU
-    grace period, 5-20 ms measured here, which on a request's path made every grading that much
-    slower. The request then only sets the limit (~0.1 ms). Between sandboxes the limit is lifted, so
-    a spare's rehearsal (our own code) is never held to the last job's limit."""
+class _Cgroup:
+    """One memory cgroup for this zygote and everything it forks (its spare and its evaluations),
+    under the runner's HWGRADE_ZYGOTE_CGROUP (see grader/cgroup.py). The zygote moves itself in once,
+    after its warm-up (so its own imports stay charged where they were); every evaluation is forked
+    inside it and never moves. Moving a process between cgroups waits for an RCU grace period and
+    holds up every fork and exit of the machine meanwhile (5-20 ms each here; a cgroup per
+    evaluation, joined as its spare was forked, made b/a 1.3x -> 2.2x). A worker process grades one
+    submission at a time, so a limit on this cgroup is a limit on that evaluation: each request sets
+    it to what the cgroup holds now plus the job's limit (a write, ~0.1 ms). The zygote itself is
+    never the OOM killer's choice where it may say so (oom_score_adj -1000); its evaluations start from 0."""
 
     def __init__(self, parent: str | None, version: int) -> None:
-        self.parent, self.version = parent, version
-        self.free: list[str] = []
-        self.made = 0
+        self.path: str | None = None
+        self.version = version
+        if not parent:
+            return
+        path = f"{parent}/z{os.getpid()}"
+        try:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(path)
+            with open(f"{path}/cgroup.procs", "w") as f:
+                f.write("0")
+        except OSError as e:
+            sys.stderr.write(f"zygote: no memory cgroup ({e}); each process has its own limit only\n")
+            return
+        self.path = path
+        # Lowering it needs CAP_SYS_RESOURCE; without, the evaluation that went over is still the
+        # largest process here, which the OOM killer picks.
+        with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as f:
+            f.write("-1000")
 
-    def _files(self, limit: str) -> list[tuple[str, str]]:
-        """(file, value) writes that set the limit, in an order the kernel accepts (cgroup v1: memsw,
-        memory plus swap, must stay >= the memory limit)."""
+    def _write(self, limit: str) -> None:
+        """Set the limit, in an order the kernel accepts (v1: memsw, memory plus swap, must stay >= the
+        memory limit; so it is raised first and lowered last)."""
+        assert self.path is not None
         if self.version == 2:
-            return [("memory.max", limit), ("memory.swap.max", "0" if limit != "max" else "max")]
-        files = [("memory.limit_in_bytes", limit)]
-        if self.parent and os.path.exists(f"{self.parent}/memory.memsw.limit_in_bytes"):
-            memsw = ("memory.memsw.limit_in_bytes", limit)
-            files = [memsw, *files] if limit == "-1" else [*files, memsw]
-        return files
-
-    def _write(self, path: str, limit: str) -> None:
-        for name, value in self._files(limit):
+            files = [("memory.max", limit), ("memory.swap.max", "0" if limit != "max" else "max")]
+        else:
+            files = [("memory.limit_in_bytes", limit)]
+            if os.path.exists(f"{self.path}/memory.memsw.limit_in_bytes"):
+                current = _read_int(f"{self.path}/memory.limit_in_bytes")
+                memsw = ("memory.memsw.limit_in_bytes", limit)
+                grows = limit == "-1" or current is None or int(limit) > current
+                files = [memsw, *files] if grows else [*files, memsw]
+        for name, value in files:
             try:
-                with open(f"{path}/{name}", "w") as f:
+                with open(f"{self.path}/{name}", "w") as f:
                     f.write(value)
             except FileNotFoundError:
                 if name != "memory.swap.max":
                     raise
 
-    def take(self, pid: int) -> str | None:
-        """A cgroup for the just-forked evaluation `pid`, which is moved into it; None without any."""
-        if not self.parent:
-            return None
-        if self.free:
-            path = self.free.pop()
-        else:
-            self.made += 1
-            path = f"{self.parent}/z{os.getpid()}-{self.made}"
-            try:
-                os.mkdir(path)
-            except FileExistsError:
-                pass
-            except OSError:
-                return None
-        try:
-            with open(f"{path}/cgroup.procs", "w") as f:
-                f.write(str(pid))
-        except OSError:
-            self.free.append(path)
-            return None
-        return path
-
-    def limit(self, path: str | None, limit_bytes: int | None) -> dict[str, Any]:
-        """Limit the cgroup `path` for its job; what the answer to the runner says of it."""
-        if path is None or limit_bytes is None:
+    def limit(self, limit_bytes: int | None) -> dict[str, Any]:
+        """Limit the cgroup for the job about to start; what the answer to the runner says of it."""
+        if self.path is None or limit_bytes is None:
+            if self.path is not None:
+                with contextlib.suppress(OSError):
+                    self._write("-1" if self.version == 1 else "max")
             return {"cgroup": None}
+        usage = _read_int(f"{self.path}/{'memory.usage_in_bytes' if self.version == 1 else 'memory.current'}")
         try:
-            self._write(path, str(int(limit_bytes)))
+            self._write(str((usage or 0) + int(limit_bytes)))
         except OSError as e:
-            # The job runs with its per-process limits only, and the runner's report says so.
-            sys.stderr.write(f"zygote: could not limit {path}: {e}\n")
+            sys.stderr.write(f"zygote: could not limit {self.path}: {e}\n")
+            with contextlib.suppress(OSError):  # no stale, tighter limit on this job
+                self._write("-1" if self.version == 1 else "max")
             return {"cgroup": None}
-        return {"cgroup": path, "oom_base": _oom_kills(path, self.version)}
+        return {"cgroup": self.path, "oom_base": _oom_kills(self.path, self.version)}
 
-    def put(self, path: str | None) -> None:
-        """`path`'s sandbox is gone: lift its limit and keep it for a later spare."""
-        if path is None:
-            return
-        try:
-            self._write(path, "-1" if self.version == 1 else "max")
-        except OSError:
-            return  # not reused
-        self.free.append(path)
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
 
 
 def _oom_kills(path: str, version: int) -> int:
@@ -499,7 +498,6 @@ class _Sandbox:
         lifeline_r, self.lifeline = os.pipe()  # both close-on-exec; init gets the read end as fd 0
         self.init_pidfd = self.eval_pidfd = -1
         self.eval_status: int | None = None
-        self.cgroup: str | None = None  # the evaluation's memory cgroup (see _Cgroups)
         try:
             # unshare(CLONE_NEWPID) moves this process's next child (init) into a new PID namespace,
             # and the ones after it into the same namespace while init lives (the evaluation); the
@@ -523,6 +521,9 @@ class _Sandbox:
                         self.sock.close()
                         for fd in (self.lifeline, lifeline_r, self.init_pidfd, own_pid_ns, *close_in_child):
                             os.close(fd)
+                        # The OOM killer's choice again, unlike the zygote (see _Cgroup).
+                        with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as f:
+                            f.write("0")
                     except BaseException:  # noqa: BLE001 - a child must never return into the server loop
                         os._exit(70)
                     _spare_evaluation(conn, root, harness_main, view, rehearse)
@@ -833,7 +834,7 @@ def serve(sock: socket.socket, root: str) -> None:
     if rehearsal != "off" and not _idle_priority_reversible():
         rehearsal = "off"
     stall = _CpuStall()
-    cgroups = _Cgroups(
+    cgroup = _Cgroup(
         os.environ.get("HWGRADE_ZYGOTE_CGROUP"), int(os.environ.get("HWGRADE_ZYGOTE_CGROUP_VERSION", "1"))
     )
 
@@ -849,9 +850,7 @@ def serve(sock: socket.socket, root: str) -> None:
         rehearse = spare_rehearses()
         try:
             theirs = {fd for sandbox in running.values() for fd in sandbox.fds()}
-            made = _Sandbox(root, harness_main, [sock.fileno(), *theirs], own_pid_ns, cat, view, rehearse)
-            made.cgroup = cgroups.take(made.eval)
-            return made
+            return _Sandbox(root, harness_main, [sock.fileno(), *theirs], own_pid_ns, cat, view, rehearse)
         finally:
             harness_main.PRELOADED = {}
 
@@ -873,11 +872,9 @@ def serve(sock: socket.socket, root: str) -> None:
                 if gone:
                     status = sandbox.eval_status if sandbox.eval_status is not None else signal.SIGKILL
                     _send(sock, {"status": status, "pid": sandbox.init})
-                    cgroups.put(sandbox.cgroup)
             elif spare is not None and fd in (spare.init_pidfd, spare.eval_pidfd):
                 # The spare died unused (it should not): reap it and make another.
                 spare.close()
-                cgroups.put(spare.cgroup)
                 spare = None
             elif fd == sock.fileno():
                 while True:  # every line already received: select() would not wake for them again
@@ -896,12 +893,11 @@ def serve(sock: socket.socket, root: str) -> None:
                                 with contextlib.suppress(OSError):  # from a rehearsal's SCHED_IDLE
                                     os.sched_setscheduler(spare.eval, os.SCHED_OTHER, os.sched_param(0))
                                 # Its memory limit before its job, so before any of its code runs.
-                                memory = cgroups.limit(spare.cgroup, limit_bytes)
+                                memory = cgroup.limit(limit_bytes)
                                 _send_fds(spare.sock, req, fds)
                                 break
                             except OSError:
                                 spare.close()
-                                cgroups.put(spare.cgroup)
                                 spare = None
                                 if attempt == 2:
                                     raise
