@@ -178,6 +178,29 @@ def run_grader(claim: service.Claim, settings: Settings) -> GradeReport:
         )
 
 
+# Waits before each new try to write a result while the database is unreachable: 15.5 s in all, well
+# inside the lease (HWGRADE_LEASE_S, 60 s by default), which this attempt still holds meanwhile.
+RECORD_RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+def _record(factory: sessionmaker[Session], submission_id: int, attempt: int, report: GradeReport) -> bool:
+    """record_report, tried again while the database blinks. Retrying the whole task instead (its
+    autoretry) found the lease still held by this very attempt, skipped, and left the row to the
+    sweeper: the grading was thrown away, done again later, and cost the submission an attempt."""
+    for delay in (*RECORD_RETRY_DELAYS_S, None):
+        try:
+            with unit_of_work(factory) as session:
+                return service.record_report(session, submission_id, attempt, report)
+        except OperationalError as e:
+            if delay is None:
+                raise
+            log.warning(
+                "submission %s: could not write the result (%s); again in %.1f s", submission_id, e, delay
+            )
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
 def grade_one(factory: sessionmaker[Session], settings: Settings, submission_id: int, worker: str) -> str:
     """Grade one submission if we can take its lease; write the result exactly once.
 
@@ -205,8 +228,7 @@ def grade_one(factory: sessionmaker[Session], settings: Settings, submission_id:
             "submission %s: sandbox unavailable on this worker (%s)", submission_id, report.error.message
         )
         return "retry"
-    with unit_of_work(factory) as session:
-        written = service.record_report(session, submission_id, claim.attempt, report)
+    written = _record(factory, submission_id, claim.attempt, report)
     if not written:
         log.warning(
             "submission %s: attempt %s lost its lease; result discarded", submission_id, claim.attempt

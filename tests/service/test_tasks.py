@@ -97,3 +97,39 @@ def test_sweep_once_sends_wakeups_for_lost_messages(
 def test_device_choice() -> None:
     assert resolve_device("cpu") == "cpu"
     assert resolve_device("auto") in ("cpu", "cuda")
+
+
+def test_a_database_blink_when_the_result_is_written_keeps_the_grading(
+    db: Session, db_factory: sessionmaker[Session], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first two writes of the result fail as a restarting Postgres makes them fail (the driver's
+    # OperationalError, raised where the statement is sent); the grading must not be thrown away.
+    from sqlalchemy import event
+    from sqlalchemy.exc import OperationalError
+
+    from service.submissions import tasks
+
+    monkeypatch.setattr(tasks, "RECORD_RETRY_DELAYS_S", (0.01, 0.01, 0.01))
+    sub = _submit(db, settings, make_zip({"activations.py": "def relu(x):\n    return x\n"}))
+    failures = []
+    engine = db.get_bind().engine
+
+    def blink(conn: object, cursor: object, statement: str, *args: object) -> None:
+        # record_report's UPDATE (the final status and finished_at, under the lease)
+        if (
+            statement.startswith("UPDATE submission SET status")
+            and "finished_at" in statement
+            and len(failures) < 2
+        ):
+            failures.append(statement)
+            raise OperationalError(statement, {}, Exception("server closed the connection unexpectedly"))
+
+    event.listen(engine, "before_cursor_execute", blink)
+    try:
+        assert grade_one(db_factory, settings, sub.id, "w@test") == "graded"
+    finally:
+        event.remove(engine, "before_cursor_execute", blink)
+    assert len(failures) == 2
+    db.refresh(sub)
+    assert sub.status == SubmissionStatus.graded and sub.attempt == 1  # graded once, on its first attempt
+    assert sub.result is not None and sub.result.attempt == 1
