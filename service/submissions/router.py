@@ -71,7 +71,7 @@ def create_submission(
                 "请以 multipart/form-data 格式上传，字段名为 file（例如 curl -F file=@homework.zip ...）。",
             )
         raise MissingFile("The form has no field named 'file'.", "表单中没有名为 file 的字段。")
-    submission = service.create_submission(
+    submission, used = service.accept_upload(
         session,
         owner=user,
         assignment=assignment,
@@ -79,9 +79,8 @@ def create_submission(
         stream=file.file,
         settings=settings,
     )
-    if not user.is_instructor:
+    if used is not None:
         # What the student has left today, this upload counted (a student's client can say so).
-        used = service.count_today(session, user, assignment, settings, submission.created_at)
         response.headers[LEFT_TODAY_HEADER] = str(max(assignment.daily_limit - used, 0))
     submission_id, queue = submission.id, assignment.queue
     factory = request.app.state.session_factory

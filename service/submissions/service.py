@@ -235,7 +235,31 @@ def create_submission(
     now: datetime | None = None,
 ) -> Submission:
     """Check and store an upload and add its queued submission row (flushed, not committed)."""
+    return accept_upload(
+        session,
+        owner=owner,
+        assignment=assignment,
+        filename=filename,
+        stream=stream,
+        settings=settings,
+        now=now,
+    )[0]
+
+
+def accept_upload(
+    session: Session,
+    *,
+    owner: User,
+    assignment: Assignment,
+    filename: str | None,
+    stream: BinaryIO,
+    settings: Settings,
+    now: datetime | None = None,
+) -> tuple[Submission, int | None]:
+    """create_submission, and the owner's submissions today that count against the daily limit, this
+    one included (None for an instructor, who has no limit): counted under the lock that checks it."""
     now = now or utcnow()
+    used: int | None = None
     # Before reading the body: a refused late upload costs nothing.
     late = check_deadline(assignment, owner, now, settings)
     store = BlobStore(settings.blob_dir)
@@ -280,7 +304,7 @@ def create_submission(
     )
     session.add(submission)
     session.flush()
-    return submission
+    return submission, None if used is None else used + 1
 
 
 def _storage_failed(e: OSError) -> Unavailable:
