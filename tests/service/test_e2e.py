@@ -317,12 +317,27 @@ def test_upload_is_graded_end_to_end_with_the_compose_commands(
         assert sub.result is not None and sub.result.score == 1.0 and sub.result.passed
         assert sub.result.sandbox and sub.result.checks
     assert result_count(factory, sub.id) == 1
+    # The workers' healthcheck, as compose runs it (sh, for $HOSTNAME), naming this worker's node.
+    check = COMPOSE["services"]["worker"]["healthcheck"]["test"]
+    assert check[0] == "CMD-SHELL" and COMPOSE["services"]["worker-gpu"]["healthcheck"]["test"] == check
+    check_cmd = check[1].replace("celery@$$HOSTNAME", f"w1@{socket.gethostname()}")
+    assert "celery@" not in check_cmd
+
+    def healthcheck() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["sh", "-c", check_cmd], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+        )
+
+    alive = healthcheck()
+    assert alive.returncode == 0, alive.stdout + alive.stderr
 
     # A worker stopped as compose stops it (SIGTERM) stops its pool processes' sandbox pools, which
     # release their last evaluation's uid slot and remove its run directory.
     worker.stop(timeout=30)
     assert worker.popen.returncode == 0, worker.log_tail()
     assert list(runs.iterdir()) == [], worker.log_tail()
+    gone = healthcheck()
+    assert gone.returncode != 0, gone.stdout + gone.stderr
 
 
 def test_worker_killed_mid_grading_is_graded_exactly_once_after_restart(
