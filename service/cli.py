@@ -385,7 +385,8 @@ def cmd_regrade(args: argparse.Namespace) -> int:
     from service.db import unit_of_work
     from service.submissions import service
     from service.submissions.models import Submission
-    from service.worker import create_celery, send_grade
+    from service.submissions.tasks import send_wakeups
+    from service.worker import create_celery
 
     settings = get_settings()
     factory = _session_factory(settings)
@@ -417,13 +418,7 @@ def cmd_regrade(args: argparse.Namespace) -> int:
         regraded = service.regrade(session, ids)
     for sub_id, why in regraded.skipped.items():
         print(f"skipped {sub_id}: {why}")
-    celery = create_celery(settings)
-    unsent = 0
-    for wakeup in regraded.wakeups:
-        if not send_grade(celery, wakeup.submission_id, wakeup.queue):
-            unsent += 1
-            with unit_of_work(factory) as session:
-                service.mark_not_enqueued(session, wakeup.submission_id)
+    unsent = send_wakeups(factory, create_celery(settings), regraded.wakeups)
     print(f"{len(regraded.wakeups)} submission(s) queued to be graded again")
     if unsent:
         print(f"{unsent} could not be handed to the broker now; the sweeper will send them")

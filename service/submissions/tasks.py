@@ -238,14 +238,23 @@ def grade_one(factory: sessionmaker[Session], settings: Settings, submission_id:
     return report.status
 
 
+def send_wakeups(factory: sessionmaker[Session], celery: Celery, wakeups: list[service.Wakeup]) -> int:
+    """Send committed wake-ups; one the broker does not take is marked for the next sweep. Returns how
+    many were not sent."""
+    unsent = 0
+    for wakeup in wakeups:
+        if not send_grade(celery, wakeup.submission_id, wakeup.queue):
+            unsent += 1
+            with unit_of_work(factory) as session:
+                service.mark_not_enqueued(session, wakeup.submission_id)
+    return unsent
+
+
 def sweep_once(factory: sessionmaker[Session], settings: Settings, celery: Celery) -> int:
     """Re-queue stuck submissions and send their wake-ups; return how many were woken."""
     with unit_of_work(factory) as session:
         wakeups = service.sweep(session, settings)
-    for wakeup in wakeups:
-        if not send_grade(celery, wakeup.submission_id, wakeup.queue):
-            with unit_of_work(factory) as session:
-                service.mark_not_enqueued(session, wakeup.submission_id)
+    send_wakeups(factory, celery, wakeups)
     return len(wakeups)
 
 
