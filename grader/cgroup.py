@@ -1,4 +1,4 @@
-"""One memory limit for a whole evaluation: a memory cgroup per uid slot.
+"""One memory limit for a whole evaluation: a memory cgroup around its process tree.
 
 The harness's RLIMIT_AS bounds each process of an evaluation, and RLIMIT_NPROC how many it may
 start, so without a cgroup an evaluation that forks can hold `max_processes` times the memory limit,
@@ -69,13 +69,21 @@ class SlotCgroup:
         """How many processes the kernel's OOM killer has killed in this cgroup, ever."""
         return oom_kills_at(self.path, self.version)
 
-    def peak_bytes(self) -> int | None:
-        """The most this cgroup has held (v1: since its last reset, which limit() does not do)."""
-        name = "memory.max_usage_in_bytes" if self.version == 1 else "memory.peak"
-        try:
-            return int((self.path / name).read_text())
-        except (OSError, ValueError):
-            return None
+
+@dataclass(frozen=True)
+class Limited:
+    """A cgroup limited for one evaluation, and its OOM-kill count before that evaluation."""
+
+    path: Path
+    version: int
+    oom_base: int
+
+
+def report(limited: Limited | None) -> tuple[bool, bool]:
+    """(the evaluation ran under one cgroup limit, the kernel OOM-killed a process of it since)."""
+    if limited is None:
+        return False, False
+    return True, oom_kills_at(limited.path, limited.version) > limited.oom_base
 
 
 def oom_kills_at(path: Path, version: int) -> int:
@@ -156,12 +164,14 @@ def version() -> int:
     return parent[1] if parent is not None else 0
 
 
+def _enabled() -> bool:
+    return os.environ.get("HWGRADE_SANDBOX_CGROUP", "auto") != "off"
+
+
 def zygote_parent() -> Path | None:
     """Where a zygote makes its cgroup (`hwgrade/zygotes`), with those left by zygotes that are gone
     removed; None where the worker may make none."""
-    if os.environ.get("HWGRADE_SANDBOX_CGROUP", "auto") == "off":
-        return None
-    parent = _parent()
+    parent = _parent() if _enabled() else None
     if parent is None:
         return None
     path = parent[0] / "zygotes"
@@ -182,7 +192,7 @@ def zygote_parent() -> Path | None:
 
 def _zygote_alive(name: str) -> bool:
     """Whether the zygote of the cgroup `name` ("z<pid>") still runs."""
-    pid = name[1:].split("-", 1)[0]
+    pid = name[1:]
     if not (name.startswith("z") and pid.isdigit()):
         return True  # not ours to remove
     try:
@@ -196,9 +206,7 @@ def _zygote_alive(name: str) -> bool:
 
 def for_slot(number: int) -> SlotCgroup | None:
     """The memory cgroup of uid slot `number`, or None where this host gives the worker none."""
-    if os.environ.get("HWGRADE_SANDBOX_CGROUP", "auto") == "off":
-        return None
-    return _slot(number)
+    return _slot(number) if _enabled() else None
 
 
 def join(procs_file: str) -> None:

@@ -281,9 +281,8 @@ class Slot:
     number: int
     fd: int
     run_dir: Path | None = None
-    # This slot's memory cgroup, limited for the evaluation now holding it, and its OOM-kill count
-    # before that evaluation (see limit_memory).
-    memory: tuple[cgroup.SlotCgroup, int] | None = None
+    # This slot's memory cgroup, as limited for the evaluation now holding it (see limit_memory).
+    memory: cgroup.Limited | None = None
 
     @property
     def uid(self) -> int:
@@ -296,23 +295,14 @@ class Slot:
         limit: CUDA), and the per-process rlimits are all."""
         self.memory = None
         limit_bytes = evaluation_memory_bytes(limits)
-        cg = cgroup.for_slot(self.number) if limit_bytes is not None else None
-        if cg is None or limit_bytes is None:
+        if limit_bytes is None or (cg := cgroup.for_slot(self.number)) is None:
             return None
         try:
-            base = cg.limit(limit_bytes)
+            self.memory = cgroup.Limited(cg.path, cg.version, cg.limit(limit_bytes))
         except OSError as e:
             log.warning("could not limit the memory cgroup %s: %s", cg.path, e)
             return None
-        self.memory = (cg, base)
         return str(cg.procs_file)
-
-    def memory_report(self) -> tuple[bool, bool]:
-        """(ran under the cgroup limit, the kernel OOM-killed a process of it) for the evaluation."""
-        if self.memory is None:
-            return False, False
-        cg, base = self.memory
-        return True, cg.oom_kills() > base
 
     def new_run_dir(self, root: Path) -> Path:
         """A run directory under `root` for this slot's evaluation, named after the slot and removed
@@ -995,7 +985,7 @@ def run_job(
             code, late, out, err = _run_process(
                 kind, job_dir, submission, limits, device, out_fd, extra_binds, procs
             )
-            ended = (code, late, out, err, slot.memory_report())
+            ended = (code, late, out, err, cgroup.report(slot.memory))
         return _finished(kind, out_fd, limits, ended, t0)
     finally:
         if out_fd >= 0:
@@ -1560,7 +1550,9 @@ class Zygote:
             raise ZygoteDied(f"zygote could not fork: {started}")
         begun.init = int(started["pid"])
         if isinstance(started.get("cgroup"), str):
-            begun.cgroup, begun.oom_base = started["cgroup"], int(started.get("oom_base", 0))
+            begun.memory = cgroup.Limited(
+                Path(started["cgroup"]), cgroup.version(), int(started.get("oom_base", 0))
+            )
         self._watch(begun.init)
 
     def _wait(self, begun: _Begun, limits: SandboxLimits, slot: Slot) -> _Ended:
@@ -1618,7 +1610,7 @@ class Zygote:
                 _read_available([fd for fd in open_fds if fd != done_r], tails)
                 slot.release(scan=False)  # init reaped: its namespace is empty
             returncode = 0 if done else (None if status is None else os.waitstatus_to_exitcode(status))
-            return returncode, timed_out, tails[out_r], tails[err_r], begun.memory_report()
+            return returncode, timed_out, tails[out_r], tails[err_r], cgroup.report(begun.memory)
         finally:
             begun.close()
 
@@ -1634,16 +1626,8 @@ class _Begun:
     done_r: int
     go_w: int = -1
     init: int = -1
-    # The evaluation's memory cgroup, as the zygote limited it for this job, and its OOM-kill count
-    # before the job (None: no cgroup limit on this evaluation).
-    cgroup: str | None = None
-    oom_base: int = 0
-
-    def memory_report(self) -> tuple[bool, bool]:
-        """(ran under one memory cgroup limit, the kernel OOM-killed a process of it)."""
-        if self.cgroup is None:
-            return False, False
-        return True, cgroup.oom_kills_at(Path(self.cgroup), cgroup.version()) > self.oom_base
+    # The evaluation's memory cgroup, as the zygote limited it for this job (None: no cgroup limit).
+    memory: cgroup.Limited | None = None
 
     def close(self) -> None:
         for name in ("out_r", "err_r", "done_r", "go_w"):

@@ -406,6 +406,10 @@ class _Cgroup:
         with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as f:
             f.write("-1000")
 
+    @property
+    def unlimited(self) -> str:
+        return "-1" if self.version == 1 else "max"
+
     def _write(self, limit: str) -> None:
         """Set the limit, in an order the kernel accepts (v1: memsw, memory plus swap, must stay >= the
         memory limit; so it is raised first and lowered last)."""
@@ -432,7 +436,7 @@ class _Cgroup:
         if self.path is None or limit_bytes is None:
             if self.path is not None:
                 with contextlib.suppress(OSError):
-                    self._write("-1" if self.version == 1 else "max")
+                    self._write(self.unlimited)
             return {"cgroup": None}
         usage = _read_int(f"{self.path}/{'memory.usage_in_bytes' if self.version == 1 else 'memory.current'}")
         try:
@@ -440,7 +444,7 @@ class _Cgroup:
         except OSError as e:
             sys.stderr.write(f"zygote: could not limit {self.path}: {e}\n")
             with contextlib.suppress(OSError):  # no stale, tighter limit on this job
-                self._write("-1" if self.version == 1 else "max")
+                self._write(self.unlimited)
             return {"cgroup": None}
         return {"cgroup": self.path, "oom_base": _oom_kills(self.path, self.version)}
 
