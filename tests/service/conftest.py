@@ -15,7 +15,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.config import Settings
+from service.cli import main
+from service.config import Settings, get_settings
 from service.db import create_db_engine
 from service.main import create_app
 from service.worker import QUEUES, create_celery
@@ -120,3 +121,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
     setattr(item, f"rep_{report.when}", report)
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """HWGRADE_* for the embedded default (SQLite, the folder broker) in a fresh, migrated home, for
+    the `hwgrade` command run in-process."""
+    monkeypatch.setenv("HWGRADE_HOME", str(tmp_path))
+    monkeypatch.setenv("HWGRADE_DEVICE", "cpu")
+    monkeypatch.delenv("HWGRADE_DATABASE_URL", raising=False)
+    monkeypatch.delenv("HWGRADE_DATA_DIR", raising=False)
+    monkeypatch.delenv("HWGRADE_BROKER_URL", raising=False)  # the embedded default's folder broker
+    get_settings.cache_clear()
+    assert main(["db", "upgrade"]) == 0
+    yield tmp_path
+    get_settings.cache_clear()

@@ -6,7 +6,6 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,18 +23,6 @@ from service.leaderboards.models import BoardEntry
 from service.users import service as users_service
 from tests.service.factories import create_assignment, create_user
 from tests.service.test_leaderboards import board_entries, graded
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setenv("HWGRADE_HOME", str(tmp_path))
-    monkeypatch.setenv("HWGRADE_DEVICE", "cpu")
-    monkeypatch.delenv("HWGRADE_DATABASE_URL", raising=False)
-    monkeypatch.delenv("HWGRADE_DATA_DIR", raising=False)
-    get_settings.cache_clear()
-    assert main(["db", "upgrade"]) == 0
-    yield tmp_path
-    get_settings.cache_clear()
 
 
 def _tokens(out: str) -> dict[str, str]:

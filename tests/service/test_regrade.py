@@ -9,26 +9,22 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.cli import main
-from service.config import Settings, get_settings
+from service.config import Settings
 from service.db import create_db_engine, create_session_factory, unit_of_work
 from service.submissions import service
 from service.submissions.models import Result, Submission, SubmissionStatus
 from tests.service.factories import create_assignment, create_user
 from tests.service.test_leaderboards import T0, board_entries, grade, graded, submit
+from tests.service.test_lease import _expire_lease
 
 
 def _give_up(db: Session, settings: Settings, sub: Submission) -> None:
     """What a worker that keeps dying leaves: the sweep's final `internal` after max_attempts."""
-    from datetime import UTC, datetime, timedelta
-
-    from sqlalchemy import update
-
     for _ in range(settings.max_attempts):
         assert (
             service.claim(db, sub.id, lease_s=60, max_attempts=settings.max_attempts, worker="w") is not None
         )
-        past = datetime.now(UTC) - timedelta(seconds=1)
-        db.execute(update(Submission).where(Submission.id == sub.id).values(lease_expires_at=past))
+        _expire_lease(db, sub)
     assert service.sweep(db, settings) == []
     db.flush()
 
@@ -108,17 +104,6 @@ def test_failed_on_our_side_selects_only_platform_failures(db: Session, settings
     other = grade(db, submit(db, settings, student, b, T0), 0.0, error="internal")
     assert service.failed_on_our_side(db) == [ours.id, sandbox.id, other.id]
     assert service.failed_on_our_side(db, a) == [ours.id, sandbox.id]
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("HWGRADE_HOME", str(tmp_path))
-    monkeypatch.delenv("HWGRADE_DATABASE_URL", raising=False)
-    monkeypatch.delenv("HWGRADE_BROKER_URL", raising=False)
-    get_settings.cache_clear()
-    assert main(["db", "upgrade"]) == 0
-    yield tmp_path
-    get_settings.cache_clear()
 
 
 def test_the_regrade_command_queues_failed_gradings_and_wakes_a_worker(
