@@ -385,8 +385,7 @@ def cmd_regrade(args: argparse.Namespace) -> int:
     from service.db import unit_of_work
     from service.submissions import service
     from service.submissions.models import Submission
-    from service.submissions.tasks import send_wakeups
-    from service.worker import create_celery
+    from service.worker import create_celery, send_wakeups
 
     settings = get_settings()
     factory = _session_factory(settings)

@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service import folder_broker
 from service.config import Settings, get_settings
-from service.db import create_db_engine, create_session_factory
+from service.db import create_db_engine, create_session_factory, unit_of_work
+from service.submissions import service
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,18 @@ def send_grade(celery: Celery, submission_id: int, queue: str) -> bool:
         )
         return False
     return True
+
+
+def send_wakeups(factory: sessionmaker[Session], celery: Celery, wakeups: list[service.Wakeup]) -> int:
+    """Send committed wake-ups; one the broker does not take is marked for the next sweep (its row is
+    committed, so nothing is lost). Returns how many were not sent."""
+    unsent = 0
+    for wakeup in wakeups:
+        if not send_grade(celery, wakeup.submission_id, wakeup.queue):
+            unsent += 1
+            with unit_of_work(factory) as session:
+                service.mark_not_enqueued(session, wakeup.submission_id)
+    return unsent
 
 
 @cache

@@ -8,7 +8,7 @@ from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from service.assignments import service as assignments_service
-from service.db import after_commit, unit_of_work
+from service.db import after_commit
 from service.deps import (
     CeleryDep,
     CurrentAssignment,
@@ -23,7 +23,7 @@ from service.submissions import service
 from service.submissions.models import Submission, SubmissionStatus
 from service.submissions.schemas import SubmissionRead, SubmissionSummary
 from service.users.models import User
-from service.worker import send_grade
+from service.worker import send_wakeups
 
 router = APIRouter(prefix="/api/v1", tags=["submissions"])
 
@@ -82,16 +82,14 @@ def create_submission(
     if used is not None:
         # What the student has left today, this upload counted (a student's client can say so).
         response.headers[LEFT_TODAY_HEADER] = str(max(assignment.daily_limit - used, 0))
-    submission_id, queue = submission.id, assignment.queue
+    wakeup = service.Wakeup(submission.id, assignment.queue)
     factory = request.app.state.session_factory
 
     def _wake_worker() -> None:
-        if not send_grade(celery, submission_id, queue):
-            with unit_of_work(factory) as s:
-                service.mark_not_enqueued(s, submission_id)
+        send_wakeups(factory, celery, [wakeup])
 
     after_commit(session, _wake_worker)
-    response.headers["Location"] = f"/api/v1/submissions/{submission_id}"
+    response.headers["Location"] = f"/api/v1/submissions/{wakeup.submission_id}"
     return submission
 
 

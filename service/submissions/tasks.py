@@ -22,7 +22,7 @@ from service.config import Device, Settings, get_settings
 from service.db import unit_of_work
 from service.storage import BlobStore
 from service.submissions import service
-from service.worker import GRADE_TASK, SWEEP_TASK, send_grade, worker_session_factory
+from service.worker import GRADE_TASK, SWEEP_TASK, send_wakeups, worker_session_factory
 
 log = logging.getLogger(__name__)
 
@@ -236,18 +236,6 @@ def grade_one(factory: sessionmaker[Session], settings: Settings, submission_id:
         return "stale"
     log.info("submission %s: %s score=%.4f", submission_id, report.status, report.score)
     return report.status
-
-
-def send_wakeups(factory: sessionmaker[Session], celery: Celery, wakeups: list[service.Wakeup]) -> int:
-    """Send committed wake-ups; one the broker does not take is marked for the next sweep. Returns how
-    many were not sent."""
-    unsent = 0
-    for wakeup in wakeups:
-        if not send_grade(celery, wakeup.submission_id, wakeup.queue):
-            unsent += 1
-            with unit_of_work(factory) as session:
-                service.mark_not_enqueued(session, wakeup.submission_id)
-    return unsent
 
 
 def sweep_once(factory: sessionmaker[Session], settings: Settings, celery: Celery) -> int:
