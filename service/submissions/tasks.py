@@ -93,10 +93,12 @@ class LeaseKeeper:
 class _LeaseRenewer:
     """The thread that renews the leases of this process's gradings in progress. It wakes every
     lease_s / 6 of the shortest lease it has seen, so a lease is renewed at most lease_s / 2 after
-    its last renewal; it is never woken, so a grading pays only for two lock operations."""
+    its last renewal. It is woken only when a keeper's lease shortens that tick (it would otherwise
+    sleep out the longer tick first), so a grading pays only for two lock operations."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        self.tick_shrank = threading.Condition(self.lock)
         self.keepers: set[LeaseKeeper] = set()
         self.tick_s = 10.0
         self.thread: threading.Thread | None = None
@@ -104,7 +106,9 @@ class _LeaseRenewer:
     def add(self, keeper: LeaseKeeper) -> None:
         with self.lock:
             self.keepers.add(keeper)
-            self.tick_s = min(self.tick_s, keeper.lease_s / 6)
+            if keeper.lease_s / 6 < self.tick_s:
+                self.tick_s = keeper.lease_s / 6
+                self.tick_shrank.notify()
             if self.thread is None or not self.thread.is_alive():
                 self.thread = threading.Thread(target=self._run, name="lease-renewer", daemon=True)
                 self.thread.start()
@@ -116,10 +120,8 @@ class _LeaseRenewer:
     def _run(self) -> None:
         while True:
             with self.lock:
-                tick = self.tick_s
-            time.sleep(tick)
-            now = time.monotonic()
-            with self.lock:
+                self.tick_shrank.wait(self.tick_s)
+                now = time.monotonic()
                 due = [k for k in self.keepers if k.due(now)]
             for keeper in due:  # outside the lock: a renewal is a database round trip
                 with self.lock:

@@ -15,7 +15,7 @@ from grader.report import GradeReport
 from service.config import Settings
 from service.submissions import service
 from service.submissions.models import Result, Submission, SubmissionStatus
-from service.submissions.tasks import LeaseKeeper
+from service.submissions.tasks import LeaseKeeper, _renewer
 from tests.service.factories import create_assignment, create_user
 from tests.service.helpers import make_zip, selects
 
@@ -169,6 +169,22 @@ def test_a_grading_longer_than_its_lease_keeps_it(
     assert len(renewals) == ended  # nothing renews a lease whose grading has ended
     assert service.record_report(db, submission.id, claim.attempt, _report())
     db.commit()
+
+
+def test_a_shorter_lease_is_kept_while_the_renewer_sleeps_a_longer_tick(
+    db: Session, db_factory: sessionmaker[Session], submission: Submission, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh renewer whose first lease was the default 60 s sleeps 10 s between looks; a 0.9 s lease
+    added meanwhile must wake it (it used to be renewed only after that sleep, its lease long gone)."""
+    _renewer.cache_clear()  # a renewer of this test's own, whose shortest lease so far is 60 s
+    claim, renewals = _claimed_with_renewals(db, submission, monkeypatch, lease_s=0.9)
+    long_grading = LeaseKeeper(db_factory, submission.id + 1, 1, lease_s=60)  # never due in this test
+    with long_grading:
+        time.sleep(0.2)  # the renewer thread is now in its 10 s sleep
+        with LeaseKeeper(db_factory, submission.id, claim.attempt, lease_s=0.9):
+            time.sleep(1.8)  # the lease, never renewed, would have run out 0.9 s ago
+            assert _lease_left_s(db_factory, submission) > 0
+    assert len(renewals) >= 2 and all(renewals)
 
 
 def test_a_lost_lease_is_not_renewed_again(
