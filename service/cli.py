@@ -710,7 +710,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "regrade",
         help="queue finished submissions to be graded again from their stored zips (results removed, "
-        "attempts counted again from 0)",
+        "a new set of attempts)",
     )
     p.add_argument("ids", nargs="*", type=int, help="submission ids")
     p.add_argument(

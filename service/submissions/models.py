@@ -49,8 +49,11 @@ class Submission(Base):
         default=SubmissionStatus.queued,
     )
     # The lease: each claim by a worker bumps `attempt`; only the holder of the current attempt,
-    # while status is running, may write the result.
+    # while status is running, may write the result. `attempt` never goes back (a worker still running
+    # an earlier attempt must never hold the lease again); a regrade moves `attempts_before` up to it
+    # instead, so the tries of this grading are attempt - attempts_before.
     attempt: Mapped[int] = mapped_column(default=0)
+    attempts_before: Mapped[int] = mapped_column(default=0, server_default="0")
     lease_expires_at: Mapped[datetime | None]
     worker: Mapped[str | None] = mapped_column(String(255))
     # When the last wake-up was sent to the broker; NULL when sending failed (the sweeper resends).
@@ -72,6 +75,11 @@ class Submission(Base):
     @property
     def owner_student_number(self) -> str:
         return self.owner.student_number
+
+    @property
+    def grading_attempt(self) -> int:
+        """This grading's try: 1 for the first claim since the upload, or since the last regrade."""
+        return self.attempt - self.attempts_before
 
     def __repr__(self) -> str:
         return f"<Submission {self.id} {self.status} attempt={self.attempt}>"

@@ -39,7 +39,8 @@ class SubmissionRead(BaseModel):
     sha256: str
     size_bytes: int
     status: SubmissionStatus
-    attempt: int
+    # This grading's try (counted again from 1 after a regrade).
+    attempt: int = Field(validation_alias="grading_attempt")
     # Uploaded after the deadline (the assignment accepts late uploads and marks them).
     late: bool
     created_at: datetime

@@ -358,7 +358,7 @@ def _claimable(
     now: datetime | BindParameter[Any], max_attempts: int | BindParameter[Any]
 ) -> ColumnElement[bool]:
     return and_(
-        Submission.attempt < max_attempts,
+        Submission.attempt - Submission.attempts_before < max_attempts,
         or_(
             Submission.status == SubmissionStatus.queued,
             and_(Submission.status == SubmissionStatus.running, Submission.lease_expires_at < now),
@@ -559,7 +559,14 @@ def sweep(session: Session, settings: Settings, *, limit: int = 500) -> list[Wak
     now = utcnow()
     stale_before = now - timedelta(seconds=settings.requeue_after_s)
     stuck = session.execute(
-        select(Submission.id, Submission.status, Submission.attempt, Assignment.queue, Assignment.slug)
+        select(
+            Submission.id,
+            Submission.status,
+            Submission.attempt,
+            Submission.attempts_before,
+            Assignment.queue,
+            Assignment.slug,
+        )
         .join(Assignment, Submission.assignment_id == Assignment.id)
         .where(
             or_(
@@ -574,26 +581,27 @@ def sweep(session: Session, settings: Settings, *, limit: int = 500) -> list[Wak
         .limit(limit)
     ).all()
     wakeups: list[Wakeup] = []
-    for sub_id, status, attempt, queue, slug in stuck:
+    for sub_id, status, attempt, attempts_before, queue, slug in stuck:
         # Each change is conditional on what we saw, so a worker that claims or finishes the row
         # in between wins and we leave it alone.
         seen = and_(Submission.id == sub_id, Submission.status == status, Submission.attempt == attempt)
         if status == SubmissionStatus.running:
             seen = and_(seen, Submission.lease_expires_at < now)
-        if attempt >= settings.max_attempts:
-            tries = "once" if attempt == 1 else f"on each of {attempt} tries"
+        tried = attempt - attempts_before
+        if tried >= settings.max_attempts:
+            tries = "once" if tried == 1 else f"on each of {tried} tries"
             report = internal_error_report(
                 slug,
                 f"The grading process stopped before it finished, {tries}, so the grader gave up. Your "
                 "submission is kept, does not count against today's submissions, and your instructor can "
                 "have it graded again. A worker also stops when code uses far more memory than the limit "
                 "or starts many processes at import time: if yours might, fix that and upload again.",
-                f"评测进程在完成之前中断了（共尝试 {attempt} 次），评测已放弃。你的提交已保存，不计入今天的提交次数，"
+                f"评测进程在完成之前中断了（共尝试 {tried} 次），评测已放弃。你的提交已保存，不计入今天的提交次数，"
                 "教师可以让它重新评测。如果代码使用的内存远超限制，或在导入时启动了很多进程，评测进程也会中断："
                 "如果你的代码可能如此，请修改后重新上传。",
             )
             if _finish(session, _finish_statement(seen), {}, sub_id, attempt, SubmissionStatus.error, report):
-                log.error("submission %s: giving up after %s attempts", sub_id, attempt)
+                log.error("submission %s: giving up after %s attempts", sub_id, tried)
             continue
         changed = session.execute(
             update(Submission)
@@ -625,7 +633,7 @@ def failed_on_our_side(session: Session, assignment: Assignment | None = None) -
 
 def regrade(session: Session, submission_ids: list[int]) -> Regraded:
     """Queue finished submissions (graded or error) to be graded again from their stored zip: the
-    result is removed, the attempts start again from 0, and where a removed result was on a board the
+    result is removed, the grading gets max_attempts new tries, and where a removed result was on a board the
     boards are derived again from the results left. Queued or running submissions, and ids that do
     not exist, are skipped with the reason."""
     skipped: dict[int, str] = {}
@@ -658,7 +666,9 @@ def regrade(session: Session, submission_ids: list[int]) -> Regraded:
         .where(Submission.id.in_(chosen))
         .values(
             status=SubmissionStatus.queued,
-            attempt=0,
+            # Not attempt=0: a worker still running an old attempt (its lease long lost) would hold
+            # the lease again once a new claim counted up to its number, and could write the result.
+            attempts_before=Submission.attempt,
             lease_expires_at=None,
             started_at=None,
             finished_at=None,

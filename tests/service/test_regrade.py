@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -13,9 +14,9 @@ from service.config import Settings
 from service.db import create_db_engine, create_session_factory, unit_of_work
 from service.submissions import service
 from service.submissions.models import Result, Submission, SubmissionStatus
-from tests.service.factories import create_assignment, create_user
+from tests.service.factories import auth, create_assignment, create_user
 from tests.service.test_leaderboards import T0, board_entries, grade, graded, submit
-from tests.service.test_lease import _expire_lease
+from tests.service.test_lease import _expire_lease, _report
 
 
 def _give_up(db: Session, settings: Settings, sub: Submission) -> None:
@@ -46,13 +47,58 @@ def test_a_submission_given_up_on_is_graded_again_with_fresh_attempts(
     assert [(w.submission_id, w.queue) for w in regraded.wakeups] == [(sub.id, "grading")]
     assert regraded.skipped == {}
     db.refresh(sub)
-    assert sub.status == SubmissionStatus.queued and sub.attempt == 0 and sub.result is None
+    assert sub.status == SubmissionStatus.queued and sub.grading_attempt == 0 and sub.result is None
     assert sub.finished_at is None and sub.enqueued_at is not None
     grade(db, sub, 0.7)
     db.commit()
     db.refresh(sub)
-    assert sub.status == SubmissionStatus.graded and sub.attempt == 1
+    assert sub.status == SubmissionStatus.graded and sub.grading_attempt == 1
+    assert sub.attempt == settings.max_attempts + 1  # the lease's count never goes back
     assert sub.result is not None and sub.result.score == 0.7 and sub.result.error_code is None
+
+
+def test_a_regraded_submission_that_keeps_failing_is_given_up_after_its_own_tries(
+    db: Session, settings: Settings
+) -> None:
+    a = create_assignment(db, "activations", daily_limit=10)
+    student, _ = create_user(db)
+    sub = submit(db, settings, student, a, T0)
+    _give_up(db, settings, sub)
+    service.regrade(db, [sub.id])
+    db.flush()
+    _give_up(db, settings, sub)  # max_attempts claims again, each one's worker dying
+    db.refresh(sub)
+    assert sub.status == SubmissionStatus.error and sub.attempt == 2 * settings.max_attempts
+    assert sub.result is not None and sub.result.error_code == "internal"
+    assert f"on each of {settings.max_attempts} tries" in sub.result.error_message
+
+
+def test_a_worker_still_on_an_attempt_from_before_the_regrade_cannot_write_the_result(
+    client: TestClient, db: Session, settings: Settings
+) -> None:
+    """Attempt 1 lost its lease (a worker stopped for a while, say), attempt 2 graded the submission,
+    and then an instructor regraded it. Attempt 1's worker comes back: its write must be refused, as
+    it was before the regrade, and the regrade's own attempt must be the one that writes."""
+    a = create_assignment(db, "activations", daily_limit=10)
+    student, token = create_user(db)
+    sub = submit(db, settings, student, a, T0)
+    stale = service.claim(db, sub.id, lease_s=60, max_attempts=3, worker="w-stopped")
+    assert stale is not None and stale.attempt == 1
+    _expire_lease(db, sub)
+    grade(db, sub, 0.4)  # attempt 2
+    service.regrade(db, [sub.id])
+    db.flush()
+    fresh = service.claim(db, sub.id, lease_s=60, max_attempts=3, worker="w-new")
+    assert fresh is not None and fresh.attempt != stale.attempt
+    assert not service.record_report(db, sub.id, stale.attempt, _report(1.0))
+    assert service.record_report(db, sub.id, fresh.attempt, _report(0.8))
+    db.flush()
+    db.refresh(sub)
+    assert sub.status == SubmissionStatus.graded and sub.grading_attempt == 1
+    assert sub.result is not None and sub.result.score == 0.8 and sub.result.attempt == fresh.attempt
+    db.commit()
+    # What the student reads counts this grading's tries, not the lease's.
+    assert client.get(f"/api/v1/submissions/{sub.id}", headers=auth(token)).json()["attempt"] == 1
 
 
 def test_regrading_a_graded_submission_takes_it_off_the_boards_until_it_is_graded_again(
