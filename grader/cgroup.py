@@ -159,6 +159,11 @@ def _slot(number: int) -> SlotCgroup | None:
     return SlotCgroup(path, parent[1])
 
 
+def forget_slots() -> None:
+    """Make each slot's cgroup again at its next use (one was removed under this process, say)."""
+    _slot.cache_clear()
+
+
 def version() -> int:
     parent = _parent()
     return parent[1] if parent is not None else 0

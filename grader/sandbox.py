@@ -982,9 +982,21 @@ def run_job(
                 )
         else:
             procs = slot.limit_memory(limits)
-            code, late, out, err = _run_process(
-                kind, job_dir, submission, limits, device, out_fd, extra_binds, procs
-            )
+            try:
+                code, late, out, err = _run_process(
+                    kind, job_dir, submission, limits, device, out_fd, extra_binds, procs
+                )
+            except subprocess.SubprocessError:  # Popen's word for "preexec_fn raised": the join failed
+                if procs is None:
+                    raise
+                # Nothing ran (the child failed before its exec): run it again under the per-process
+                # limits alone, and let the next evaluation make the slot's cgroup again.
+                log.warning("could not join the memory cgroup %s; this evaluation has none", procs)
+                slot.memory = None
+                cgroup.forget_slots()
+                code, late, out, err = _run_process(
+                    kind, job_dir, submission, limits, device, out_fd, extra_binds, None
+                )
             ended = (code, late, out, err, cgroup.report(slot.memory))
         return _finished(kind, out_fd, limits, ended, t0)
     finally:

@@ -572,6 +572,39 @@ def test_one_memory_limit_holds_the_whole_evaluation_with_its_children_and_tmp(
     assert "(cgroup)" in fine.sandbox
 
 
+def test_a_cold_evaluation_whose_memory_cgroup_is_gone_still_runs_without_it(
+    isolated: str, phone_zip: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The slot's cgroup removed between its limit and the join (an operator's clean-up, say): the
+    join in the child fails before its exec, so the evaluation runs again under the per-process
+    limits and its report does not claim the cgroup (it was `internal`). The next one makes it again."""
+    from grader import cgroup
+
+    if isolated != "bwrap":
+        pytest.skip("about the cold sandbox's join (the warm pool's cgroup is the zygote's)")
+    if cgroup.for_slot(0) is None:
+        pytest.skip("no memory cgroup the worker may make on this host")
+    limit_memory = sandbox.Slot.limit_memory
+    removed: list[Path] = []
+
+    def then_removed(slot: sandbox.Slot, limits: sandbox.SandboxLimits) -> str | None:
+        procs = limit_memory(slot, limits)
+        assert procs is not None
+        Path(procs).parent.rmdir()  # empty: no evaluation holds it
+        removed.append(Path(procs).parent)
+        return procs
+
+    monkeypatch.setattr(sandbox.Slot, "limit_memory", then_removed)
+    report = run(phone_zip())
+    assert removed
+    assert report.status == "graded", report.error
+    assert "(cgroup)" not in report.sandbox
+    monkeypatch.undo()
+    again = run(phone_zip())
+    assert again.status == "graded", again.error
+    assert again.sandbox.endswith("one memory limit for the whole evaluation (cgroup)")
+
+
 def test_stdout_flood_is_capped(phone_zip: Callable[..., Path]) -> None:
     code = """
     import sys
