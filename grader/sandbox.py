@@ -301,6 +301,7 @@ class Slot:
             self.memory = cgroup.Limited(cg.path, cg.version, cg.limit(limit_bytes))
         except OSError as e:
             log.warning("could not limit the memory cgroup %s: %s", cg.path, e)
+            cgroup.forget_slots()  # removed under us, say: made again for the next evaluation
             return None
         return str(cg.procs_file)
 

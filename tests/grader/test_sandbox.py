@@ -603,6 +603,12 @@ def test_a_cold_evaluation_whose_memory_cgroup_is_gone_still_runs_without_it(
     again = run(phone_zip())
     assert again.status == "graded", again.error
     assert again.sandbox.endswith("one memory limit for the whole evaluation (cgroup)")
+    # Removed between evaluations: the next one cannot set its limit and runs without; the one after
+    # makes the cgroup again.
+    removed[0].rmdir()
+    without = run(phone_zip())
+    assert without.status == "graded" and "(cgroup)" not in without.sandbox
+    assert run(phone_zip()).sandbox.endswith("(cgroup)")
 
 
 def test_stdout_flood_is_capped(phone_zip: Callable[..., Path]) -> None:
