@@ -711,7 +711,7 @@ def run(job: dict[str, Any], inputs: dict[str, np.ndarray]) -> tuple[dict[str, n
     t = time.perf_counter()
     batch = int(job.get("batch_size", 1000))
     try:
-        pred = _infer(model, x, device, batch)
+        pred, batch = _infer_in_memory(model, x, device, batch, job, imports, root, info)
     except HarnessError:  # type: ignore[misc]
         raise
     except RuntimeError as e:
@@ -731,6 +731,60 @@ def run(job: dict[str, Any], inputs: dict[str, np.ndarray]) -> tuple[dict[str, n
     timings["inference_s"] = time.perf_counter() - t
     info["timings"] = timings
     return {"pred": pred}, info
+
+
+# The grader's batches shrink by this factor while a forward() runs out of memory, down to SMALLEST_BATCH.
+BATCH_SHRINK = 8
+SMALLEST_BATCH = 16
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    """torch's allocator failing: on the CPU under RLIMIT_AS, or CUDA's own out-of-memory."""
+    text = str(e)
+    return isinstance(e, MemoryError) or (
+        isinstance(e, RuntimeError)
+        and ("can't allocate memory" in text or "DefaultCPUAllocator" in text or "out of memory" in text)
+    )
+
+
+def _infer_in_memory(
+    model: nn.Module,
+    x: np.ndarray,
+    device: str,
+    batch: int,
+    job: dict[str, Any],
+    imports: _Imports,
+    root: Path,
+    info: dict[str, Any],
+) -> tuple[np.ndarray, int]:
+    """_infer, in smaller batches while a forward() runs out of memory; -> (outputs, the batch used).
+
+    The grader's first batch is the whole MNIST test set (its fastest run for an MLP), but a CNN's
+    activations on 10,000 images take gigabytes: a student evaluates in batches, and so do we."""
+    while True:
+        try:
+            return _infer(model, x, device, batch), batch
+        except (RuntimeError, MemoryError) as e:
+            if not _out_of_memory(e):
+                raise
+            if batch <= SMALLEST_BATCH:
+                mb = job.get("limits", {}).get("memory_mb")
+                limit_en, limit_zh = (f" (limit {mb} MB)" if mb else ""), (f"（{mb} MB）" if mb else "")
+                raise _err(
+                    "memory_limit",
+                    f"Your model ran out of memory{limit_en} on the test inputs, even in batches of {batch} "
+                    f"samples: its forward() needs too much memory per sample. Make the layers or feature "
+                    f"maps smaller, and keep no tensors across calls. ({type(e).__name__}: {str(e)[:200]})",
+                    f"即使每批只有 {batch} 个样本，你的模型在测试输入上仍超出了内存限制{limit_zh}：forward() 每个"
+                    f"样本需要的内存太多。请减小网络层或特征图的大小，不要在调用之间保留张量。"
+                    f"（{type(e).__name__}: {str(e)[:200]}）",
+                ) from None
+        batch = max(SMALLEST_BATCH, batch // BATCH_SHRINK)
+        info["batch_size"] = batch
+        if device == "cuda":
+            torch.cuda.empty_cache()
+        # The failed forward() may have changed the inputs in place: start again from the job's file.
+        x = _preprocess(_fresh_input(job["inputs"]["x"]), job, imports, root, info)
 
 
 def _fresh_input(path: str) -> np.ndarray:

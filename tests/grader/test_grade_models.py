@@ -433,6 +433,34 @@ def test_torch_out_of_memory_in_forward_is_memory_limit_with_the_limit(tmp_path:
     assert f"{MNIST.memory_mb} MB" in report.error.message_zh
 
 
+WIDE = """
+import torch
+from torch import nn
+class Wide(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(128, 10)
+    def forward(self, x):
+        # 256 copies of each image: 800 KB a sample, 4 GB for the 5,000 practice images at once (as
+        # a CNN's feature maps are), over the 4096 MB limit; a few hundred MB in smaller batches.
+        h = x.repeat(1, 256, 1, 1)
+        return self.fc(h[:, :128].mean(dim=(2, 3)))
+"""
+
+
+def test_a_model_too_big_for_the_whole_test_set_at_once_is_run_in_smaller_batches(tmp_path: Path) -> None:
+    """The grader's first batch is all 10,000 images; the pytorch/examples MNIST CNN needs 1.5 GB for
+    one of its feature maps there, and was `bad_output` ("can't allocate memory")."""
+    ns: dict = {}
+    exec(WIDE, ns)  # noqa: S102
+    z = write_zip(
+        tmp_path / "hw.zip", {"wide.py": WIDE, "wide.pt": weights_bytes(ns["Wide"]().state_dict(), tmp_path)}
+    )
+    report = graded(grade(z, MNIST))
+    assert report.dataset is not None and report.dataset.n > 1000
+    assert 0 < report.discovery["found"]["batch_size"] < report.dataset.n
+
+
 def test_threads_started_in_forward_past_the_limit_are_process_limit(tmp_path: Path) -> None:
     src = MNIST_MLP.replace(
         "return self.fc2",
