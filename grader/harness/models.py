@@ -96,14 +96,40 @@ class _Imports:
             or Path(rel).stem in ("sitecustomize", "usercustomize")
             or importlib.util.find_spec(Path(rel).stem) is not None
         }
-        for rel in py_files:
-            folder = str((root / rel).parent)
+        # The root too, last (a student's `from models.net import Net`, or a pickle of a class from a
+        # package, imports from there even where no .py file sits at the root), then each file's folder.
+        for folder in [str(root), *(str((root / rel).parent) for rel in py_files)]:
             if folder not in sys.path:
                 sys.path.insert(0, folder)
+
+    def _package_name(self, rel: str) -> str | None:
+        """`models.net` for models/net.py in a package (its folders up to the first without an
+        __init__.py), with that first folder put on sys.path; None for a file outside packages."""
+        *folders, file = Path(rel).with_suffix("").parts
+        start = len(folders)
+        while start > 0 and (self.root.joinpath(*folders[:start]) / "__init__.py").is_file():
+            start -= 1
+        if start == len(folders) or not all(p.isidentifier() for p in folders[start:]):
+            return None
+        base = str(self.root.joinpath(*folders[:start]))
+        if base not in sys.path:
+            sys.path.insert(0, base)
+        return ".".join([*folders[start:], *([] if file == "__init__" else [file])])
 
     def load(self, rel: str) -> Any:
         if rel in self.modules:
             return self.modules[rel]
+        dotted = self._package_name(rel)
+        if dotted is not None:
+            # Imported as the student's own code imports it, so its relative imports work.
+            progress(what="import", file=rel)
+            try:
+                module = importlib.import_module(dotted)
+            except BaseException as e:
+                self.failures[rel] = f"{type(e).__name__}: {e}"
+                raise
+            self.modules[rel] = module
+            return module
         path = self.root / rel
         name = path.stem
         if not name.isidentifier():

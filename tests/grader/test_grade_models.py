@@ -132,6 +132,41 @@ def test_whole_pickled_model_saved_from_a_training_script(tmp_path: Path) -> Non
     assert report.discovery["found"]["weights"]["format"] == "module"
 
 
+def test_a_model_from_a_package_with_no_py_file_at_the_root(tmp_path: Path) -> None:
+    """models/__init__.py re-exports models/net.py with a relative import, and the training is a
+    notebook: nothing .py at the root. A whole model pickled from the package, and a manifest naming
+    models/net.py (which imports models.layers), were import_failed ("write the import without the
+    dot", "No module named 'models'"): the root was not on sys.path."""
+    net = PHONE_MODEL.replace("from torch import nn", "from torch import nn\nfrom models.layers import SIZE")
+    assert net != PHONE_MODEL
+    package = {
+        "hw/models/__init__.py": "from .net import PhonePriceModel\n",
+        "hw/models/net.py": net,
+        "hw/models/layers.py": "SIZE = 64\n",
+        "hw/train.ipynb": "{}",
+    }
+    work = tmp_path / "src"
+    for rel, text in package.items():
+        (work / rel).parent.mkdir(parents=True, exist_ok=True)
+        (work / rel).write_text(text)
+    pickling = (
+        "import torch; from models import PhonePriceModel; torch.save(PhonePriceModel(20, 4), 'whole.pt')"
+    )
+    subprocess.run([sys.executable, "-c", pickling], cwd=work / "hw", check=True)
+    whole = graded(
+        grade(
+            write_zip(
+                tmp_path / "whole.zip", {**package, "hw/whole.pt": (work / "hw/whole.pt").read_bytes()}
+            ),
+            PHONE,
+        )
+    )
+    assert whole.discovery["found"]["weights"]["format"] == "module"
+    toml = '[model]\nfile = "models/net.py"\nname = "PhonePriceModel"\nweights = "w.pt"\n[model.kwargs]\ninput_dim = 20\noutput_dim = 4\n'
+    files = {**package, "hw/homework.toml": toml, "hw/w.pt": weights_bytes(phone_state_dict(), tmp_path)}
+    graded(grade(write_zip(tmp_path / "manifest.zip", files), PHONE))
+
+
 def test_manifest_with_function_factory_and_preprocess_chain(tmp_path: Path) -> None:
     src = PHONE_MODEL + textwrap.dedent(
         """
