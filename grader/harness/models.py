@@ -571,23 +571,58 @@ def _apply_transformer(transformer: Any, x: np.ndarray, columns: list[str] | Non
         return np.asarray(transformer.transform(frame), dtype=np.float32)
 
 
-def _to_numpy(out: Any, what: str) -> np.ndarray:
+def _tensor_to_numpy(out: torch.Tensor) -> np.ndarray:
+    # as_subclass: a tensor subclass cannot run its own overrides on the way out
+    t = torch.Tensor.as_subclass(out, torch.Tensor).detach().to("cpu")
+    if t.dtype in (torch.float16, torch.bfloat16, torch.float64):
+        t = t.float()
+    return np.asarray(t.numpy()).copy()
+
+
+def _to_numpy(out: Any) -> np.ndarray:
+    """The model's outputs for one batch as an array."""
     if isinstance(out, (tuple, list)) and out and isinstance(out[0], (torch.Tensor, np.ndarray)):
         out = out[0]
     if isinstance(out, torch.Tensor):
-        # as_subclass: a tensor subclass cannot run its own overrides on the way out
-        t = torch.Tensor.as_subclass(out, torch.Tensor).detach().to("cpu")
-        if t.dtype in (torch.float16, torch.bfloat16, torch.float64):
-            t = t.float()
-        return np.asarray(t.numpy()).copy()
+        return _tensor_to_numpy(out)
     if isinstance(out, np.ndarray) and out.dtype.kind in "biuf":
         return out
     raise _err(
         "bad_output",
-        f"{what} returned {type(out).__name__}; it must return a torch tensor of scores (n, classes) "
+        f"Your model returned {type(out).__name__}; it must return a torch tensor of scores (n, classes) "
         f"or class indices (n,).",
-        f"{what} 返回了 {type(out).__name__}；应返回 (n, 类别数) 的分数张量或 (n,) 的类别下标。",
+        f"你的模型返回了 {type(out).__name__}；应返回 (n, 类别数) 的分数张量或 (n,) 的类别下标。",
     )
+
+
+def _preprocessed(out: Any, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """What a preprocess function returned, as the float32 array the model gets: a NumPy array, a
+    tensor, a DataFrame or nested lists of numbers all do (HOMEWORK.md: "whatever the chain returns
+    becomes a float32 tensor for the model")."""
+    try:
+        if isinstance(out, torch.Tensor):
+            out = _tensor_to_numpy(out)
+        elif hasattr(out, "to_numpy") and callable(out.to_numpy):  # pandas DataFrame or Series
+            out = out.to_numpy()
+        arr = np.asarray(out, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise _err(
+            "bad_output",
+            f"Your preprocess function {name} returned {type(out).__name__}, which is not an array of numbers "
+            f"({type(e).__name__}: {str(e)[:200]}). Return the preprocessed inputs as a NumPy array, a torch "
+            f"tensor or a DataFrame, one row per sample (it got an array of shape {shape}).",
+            f"你的预处理函数 {name} 返回了 {type(out).__name__}，不是数值数组（{type(e).__name__}: {str(e)[:200]}）。"
+            f"请把预处理后的输入以 NumPy 数组、torch 张量或 DataFrame 返回，每个样本一行（它收到的数组形状为 {shape}）。",
+        ) from None
+    if arr.ndim == 0 or arr.shape[0] != shape[0]:
+        raise _err(
+            "bad_output",
+            f"Your preprocess function {name} returned shape {arr.shape} for {shape[0]} samples; it must return "
+            f"one row per sample, in the order it got them (it got shape {shape}).",
+            f"{shape[0]} 个样本，你的预处理函数 {name} 返回的形状是 {arr.shape}；应按收到的顺序每个样本返回一行"
+            f"（它收到的形状为 {shape}）。",
+        )
+    return arr
 
 
 def _preprocess(
@@ -648,9 +683,7 @@ def _preprocess(
                 f"homework.toml names preprocess function {p['name']!r}, but {p['file']} has no such function.",
                 f"homework.toml 指定的预处理函数 {p['name']!r} 在 {p['file']} 中不存在。",
             )
-        x = _to_numpy(fn(np.array(x, dtype=np.float32)), f"preprocess function {p['name']}").astype(
-            np.float32
-        )
+        x = _preprocessed(fn(np.array(x, dtype=np.float32)), p["name"], tuple(x.shape))
         info["preprocess"] = f"{p['file']}:{p['name']}"
     return x
 
@@ -666,7 +699,7 @@ def _infer(model: nn.Module, x: np.ndarray, device: str, batch: int) -> np.ndarr
     with torch.no_grad():
         for i in range(0, len(x), batch):
             xb = torch.from_numpy(np.asarray(x[i : i + batch], dtype=np.float32)).to(device)
-            outs.append(_to_numpy(model(xb), "Your model"))
+            outs.append(_to_numpy(model(xb)))
     if not outs:
         return np.zeros((0,), dtype=np.float32)
     shapes = {o.shape[1:] for o in outs}

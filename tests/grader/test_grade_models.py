@@ -204,6 +204,39 @@ def test_manifest_with_function_factory_and_preprocess_chain(tmp_path: Path) -> 
     assert report.discovery["plan"]["source"] == "manifest"
 
 
+PREPROCESS_RETURNS = {
+    "array": "batch / 1000.0",
+    "float64 array": "(batch / 1000.0).astype('float64')",
+    "tensor": "torch.from_numpy(batch / 1000.0)",
+    "DataFrame": "pd.DataFrame(batch / 1000.0, columns=[f'c{i}' for i in range(batch.shape[1])])",
+    "list": "(batch / 1000.0).tolist()",
+}
+
+
+@pytest.mark.parametrize("returns", [*PREPROCESS_RETURNS, "dict", "one row"])
+def test_a_preprocess_function_may_return_any_array_of_numbers(tmp_path: Path, returns: str) -> None:
+    """HOMEWORK.md: "whatever the chain returns becomes a float32 tensor for the model". A DataFrame
+    and a list were bad_output, with a message about the model's outputs."""
+    expr = PREPROCESS_RETURNS.get(returns) or {"dict": "{'x': batch}", "one row": "batch[:1]"}[returns]
+    src = PHONE_MODEL + f"\nimport pandas as pd\n\ndef preprocess(batch):\n    return {expr}\n"
+    toml = (
+        '[model]\nfile = "model.py"\nname = "PhonePriceModel"\nkwargs = { input_dim = 20, output_dim = 4 }\n'
+    )
+    toml += 'weights = "w.pt"\n[preprocess]\nname = "preprocess"\n'
+    z = write_zip(
+        tmp_path / "hw.zip",
+        {"homework.toml": toml, "model.py": src, "w.pt": weights_bytes(phone_state_dict(), tmp_path)},
+    )
+    report = grade(z, PHONE)
+    if returns in PREPROCESS_RETURNS:
+        graded(report)
+        assert report.discovery["found"]["preprocess"] == "model.py:preprocess"
+        return
+    failed(report, ErrorCode.bad_output)
+    assert "Your preprocess function preprocess returned" in report.error.message
+    assert "预处理函数 preprocess" in report.error.message_zh and "Your" not in report.error.message_zh
+
+
 def test_a_manifest_saved_as_gbk_is_read(tmp_path: Path) -> None:
     # Notepad on a Chinese Windows saves GBK by default; file names in the zip may be GBK too.
     toml = '[model]\nfile = "模型/网络.py"\nname = "PhonePriceModel"\nkwargs = { input_dim = 20, output_dim = 4 }\nweights = "模型/权重.bin"\n'
