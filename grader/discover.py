@@ -103,7 +103,7 @@ def _from_manifest(root: Path, files: set[str], text: str, kind: str) -> dict[st
             )
         plan["model"] = {
             "file": _rel(root, files, model["file"], "model.file", (".py",)),
-            "name": model.get("name"),
+            "name": _python_name(model.get("name"), "model", "PhonePriceModel"),
             "kwargs": kwargs,
         }
     if plan["model"] is None and plan["weights"] is None:
@@ -149,9 +149,21 @@ def _from_manifest(root: Path, files: set[str], text: str, kind: str) -> dict[st
             )
         plan["preprocess"] = {
             "file": _rel(root, files, pre_file, "preprocess.file", (".py",)),
-            "name": pre["name"],
+            "name": _python_name(pre["name"], "preprocess", "preprocess"),
         }
     return plan
+
+
+def _python_name(value: Any, table: str, example: str) -> str | None:
+    """[model]/[preprocess] `name`: a class or function name in quotes (None: not given)."""
+    if value is None or (isinstance(value, str) and value.isidentifier()):
+        return value
+    raise _bad(
+        f"homework.toml: [{table}] `name` must be the name of a class or function in your file, in quotes, "
+        f'e.g. name = "{example}" (it is {value!r}).',
+        f'homework.toml：[{table}] 的 `name` 必须是你文件中某个类或函数的名字，并加上引号，例如 name = "{example}"'
+        f"（现在是 {value!r}）。",
+    )
 
 
 def _manifest_text(path: Path) -> str:
@@ -178,9 +190,21 @@ def _model_first(rel: str) -> tuple[int, str]:
     return (0 if "model" in name or "net" in name else 1, rel)
 
 
+# Folders whose files are never a submission's code, weights or scaler unless homework.toml names them
+# (as the function assignments skip them too): tools' copies, caches and environments.
+TOOL_DIRS = {"__MACOSX", "__pycache__", "node_modules", "venv", "site-packages"}
+
+
+def _in_tool_dir(rel: str) -> bool:
+    """Under a dot-folder (Jupyter's .ipynb_checkpoints with its stale *-checkpoint.py copies, .git,
+    .idea, .venv) or one of TOOL_DIRS."""
+    return any(p.startswith(".") or p in TOOL_DIRS for p in PurePosixPath(rel).parts[:-1])
+
+
 def plan_model(root: Path, files: list[str], kind: str) -> dict[str, Any]:
     """Build the harness plan for a model submission; raises GradeError for what the student must fix."""
     file_set = set(files)
+    files = [f for f in files if not _in_tool_dir(f)]
     py_files = sorted((f for f in files if f.endswith(".py")), key=_model_first)
     if MANIFEST in file_set:
         plan = _from_manifest(root, file_set, _manifest_text(root / MANIFEST), kind)
@@ -221,5 +245,6 @@ def plan_model(root: Path, files: list[str], kind: str) -> dict[str, Any]:
             "homework.toml names a .py file, but the zip has none.",
             "homework.toml 指定了 .py 文件，但压缩包里没有。",
         )
-    plan["py_files"] = py_files
+    named = [(plan.get(part) or {}).get("file") for part in ("model", "preprocess")]
+    plan["py_files"] = py_files + sorted({f for f in named if f and f not in py_files})
     return plan

@@ -290,6 +290,21 @@ def test_two_different_matching_classes_are_ambiguous_with_a_manifest_hint(tmp_p
     assert "[model]" in report.error.message and "homework.toml" in report.error.message_zh
 
 
+def test_jupyter_checkpoint_copies_and_tool_folders_are_not_candidates(tmp_path: Path) -> None:
+    """Jupyter saves an older copy of model.py as .ipynb_checkpoints/model-checkpoint.py; with a
+    different class in it the zip was ambiguous_model, its suggested manifest naming the stale copy."""
+    stale = PHONE_MODEL.replace("PhonePriceModel", "OldModel").replace("16", "32")
+    files = {
+        "hw/model.py": PHONE_MODEL,
+        "hw/.ipynb_checkpoints/model-checkpoint.py": stale,
+        "hw/.ipynb_checkpoints/w-checkpoint.pt": b"an older save",
+        "hw/__pycache__/model.cpython-311.pyc": b"",
+        "hw/w.pt": weights_bytes(phone_state_dict(), tmp_path),
+    }
+    report = graded(grade(write_zip(tmp_path / "hw.zip", files), PHONE))
+    assert report.discovery["found"]["model"]["class"] == "PhonePriceModel"
+
+
 def test_same_class_copied_into_two_files_is_not_ambiguous(tmp_path: Path) -> None:
     z = write_zip(
         tmp_path / "hw.zip",
@@ -332,6 +347,20 @@ def test_no_matching_class_names_candidates_and_shapes(tmp_path: Path) -> None:
             {"homework.toml": b"[model]\nfile = '\xff\xfe.py'\n", "m.bin": b"x"},
             ErrorCode.bad_manifest,
             "Save it as UTF-8",
+        ),
+        # Both were `crashed` ("Your code raised TypeError: attribute name must be string").
+        (
+            {"homework.toml": '[model]\nfile = "model.py"\nname = 5\nweights = "m.bin"', "m.bin": b"x"},
+            ErrorCode.bad_manifest,
+            'e.g. name = "PhonePriceModel" (it is 5)',
+        ),
+        (
+            {
+                "homework.toml": '[model]\nweights = "m.bin"\n[preprocess]\nfile = "model.py"\nname = ["f"]',
+                "m.bin": b"x",
+            },
+            ErrorCode.bad_manifest,
+            "[preprocess] `name` must be",
         ),
     ],
 )
