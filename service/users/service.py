@@ -80,6 +80,11 @@ def import_roster(
             old_name, user.display_name = user.display_name, row.display_name
         out.append((user, rotate_token(session, user) if rotate_existing else None, old_name))
     session.flush()
+    if any(old_name is not None for *_, old_name in out):
+        # The boards show names: no cache may serve them with the old ones.
+        from service.leaderboards.service import renew_board_tags  # leaderboards imports users
+
+        renew_board_tags(session)
     return out
 
 

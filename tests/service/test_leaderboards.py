@@ -25,7 +25,9 @@ from service.leaderboards import service as boards
 from service.leaderboards.models import BoardEntry
 from service.submissions import service as submissions
 from service.submissions.models import Submission
+from service.users import service as users_service
 from service.users.models import Role, User
+from service.users.schemas import UserCreate
 from tests.service.factories import auth, create_assignment, create_instructor, create_user
 from tests.service.helpers import fresh_database, make_zip
 
@@ -645,3 +647,25 @@ def test_rebuilding_the_boards_renews_every_tag(db: Session, course: dict[str, A
     db.commit()
     after = (board_tag(db, course["assignment"]), board_tag(db, other))
     assert after[0] != before[0] and after[1] != before[1]
+
+
+def test_a_name_corrected_in_the_roster_is_on_the_next_board_read(
+    client: TestClient, db: Session, course: dict[str, Any]
+) -> None:
+    """import_roster renames a user; the cached board kept the old name (the grade book had the new)."""
+    _, sb, *_ = course["users"]
+    old = sb.display_name
+    names = {e["display_name"] for e in board(client, course["teacher"])["entries"]}
+    assert old in names
+    board(client, course["teacher"])  # cached now
+    tag = board_tag(db, course["assignment"])
+    users_service.import_roster(db, [UserCreate(student_number=sb.student_number, display_name="改名后")])
+    db.commit()
+    names = {e["display_name"] for e in board(client, course["teacher"])["entries"]}
+    assert "改名后" in names and old not in names
+    changed = board_tag(db, course["assignment"])
+    assert changed != tag
+    # A roster that renames nobody leaves the boards' caches alone.
+    users_service.import_roster(db, [UserCreate(student_number=sb.student_number, display_name="改名后")])
+    db.commit()
+    assert board_tag(db, course["assignment"]) == changed
