@@ -38,13 +38,20 @@ DEMO_STUDENTS = [("demo-s001", "Demo Student 1 演示学生一"), ("demo-s002", 
 FINAL = ("graded", "error")
 
 
+def sync_builtin_assignments(settings: Settings) -> None:
+    """Create the course's built-in assignments where missing (the course's own settings are kept)."""
+    engine = create_db_engine(settings.database_url)
+    with unit_of_work(create_session_factory(engine)) as session:
+        sync_specs(session, BUILTIN_ASSIGNMENTS.values())
+    engine.dispose()
+
+
 def ensure_demo_users(settings: Settings) -> dict[str, str]:
     """Create the demo accounts if missing and give each a fresh token; return number -> token."""
     engine = create_db_engine(settings.database_url)
     factory = create_session_factory(engine)
     tokens: dict[str, str] = {}
     with unit_of_work(factory) as session:
-        sync_specs(session, BUILTIN_ASSIGNMENTS.values())
         people = [(*DEMO_INSTRUCTOR, Role.instructor)] + [(n, d, Role.student) for n, d in DEMO_STUDENTS]
         for number, name, role in people:
             user = users_service.get_by_number(session, number)
@@ -158,6 +165,8 @@ def serve(
     settings.prepare_dirs()
     print("hwgrade embedded service:", ", ".join(f"{k}={v}" for k, v in settings_summary(settings).items()))
     upgrade_db(settings.database_url)
+    # With --no-demo too: without them every upload and board is a 404 "No assignment".
+    sync_builtin_assignments(settings)
     # With --no-demo, no demo users either: they would be students in the grade book and the
     # eligibility list of the course the embedded service then serves.
     tokens = ensure_demo_users(settings) if demo else {}

@@ -11,6 +11,7 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -509,6 +510,10 @@ def test_embedded_serve_restarts_a_worker_that_ended_and_stops_it_on_sigterm(tmp
             if "Serving at" in line:
                 break
         assert worker_pid is not None
+        # The course's assignments are there without the demo too (uploads to them were 404s).
+        with contextlib.closing(sqlite3.connect(tmp_path / "home" / "hwgrade.sqlite3")) as db:
+            slugs = {slug for (slug,) in db.execute("SELECT slug FROM assignment")}
+        assert slugs == set(BUILTIN_ASSIGNMENTS)
         # A worker that ends (it once died of an unreadable broker message) is started again.
         os.killpg(worker_pid, signal.SIGKILL)
         first_pid = worker_pid
