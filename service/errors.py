@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -206,6 +206,21 @@ def install_error_handlers(app: FastAPI) -> None:
                 "detail_zh": "服务器处理这个请求时出错（是服务器的问题，不是你的）。请重试；如果一直出错，请告诉教师。",
             },
             status_code=500,
+        )
+
+    @app.exception_handler(DataError)
+    async def _unusable_value(request: Request, exc: DataError) -> JSONResponse:
+        # The database refused a value from the request: a NUL character in a slug or a name
+        # (Postgres text cannot hold one), a number past its column's range. The client's, not ours.
+        log.warning("refused a value on %s %s: %s", request.method, request.url.path, str(exc.orig)[:200])
+        return JSONResponse(
+            {
+                "error": "invalid_request",
+                "detail": "A value in this request cannot be used: it has a NUL character, or a number out of "
+                "range. Check the ids and names in the URL, the query and the body.",
+                "detail_zh": "请求中的某个值无法使用：含有 NUL 字符，或数字超出范围。请检查 URL、查询参数和请求体中的编号与名称。",
+            },
+            status_code=400,
         )
 
     @app.exception_handler(OperationalError)

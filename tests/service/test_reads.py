@@ -4,6 +4,7 @@ import io
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
@@ -108,6 +109,28 @@ def test_healthz_and_docs(client: TestClient) -> None:
 def test_unknown_route_uses_the_error_shape(client: TestClient) -> None:
     resp = client.get("/api/v1/nothing-here")
     assert resp.status_code == 404 and resp.json()["error"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/v1/assignments/%00",
+        "/api/v1/assignments/a%00b/leaderboard",
+        "/api/v1/me/submissions?assignment=%00",
+        "/api/v1/submissions/99999999999999999",
+    ],
+)
+def test_a_value_the_database_cannot_hold_is_the_clients_error(
+    client: TestClient, db: Session, url: str
+) -> None:
+    """Postgres text cannot hold a NUL, nor its integer a number this big: these were 500 `internal`
+    ("a fault on its side, not yours"); on SQLite the same requests were 404s."""
+    _, token = create_user(db)
+    db.commit()
+    resp = client.get(url, headers=auth(token))
+    assert resp.status_code in (400, 404), resp.text
+    body = resp.json()
+    assert body["error"] in ("invalid_request", "not_found") and body["detail_zh"]
 
 
 def test_malformed_json_body_is_422_in_the_error_shape(client: TestClient, db: Session) -> None:
