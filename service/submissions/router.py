@@ -140,7 +140,22 @@ def _my_page(
 
 @router.get("/assignments/{slug}/submissions", response_model=list[SubmissionRead])
 def list_assignment_submissions(
-    session: SessionDep, assignment: CurrentAssignment, _instructor: RequireInstructor
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    assignment: CurrentAssignment,
+    _instructor: RequireInstructor,
+    limit: Annotated[
+        int, Query(ge=1, le=service.PAGE_MAX, description="page size (default 50, at most 200)")
+    ] = service.PAGE_DEFAULT,
+    before_id: Annotated[
+        int | None, Query(ge=1, description="the next page: submissions with a smaller id than this")
+    ] = None,
 ) -> list[Submission]:
-    """Every submission to an assignment, newest first (instructors only)."""
-    return service.list_for_assignment(session, assignment)
+    """Every submission to an assignment, newest first, with its report (instructors only). A full
+    page carries a `Link: <...>; rel="next"` header, as GET /api/v1/me/submissions does."""
+    rows = service.list_for_assignment(session, assignment, limit=limit, before_id=before_id)
+    if len(rows) == limit:
+        following = request.url.include_query_params(before_id=rows[-1].id, limit=limit)
+        response.headers["Link"] = f'<{following.path}?{following.query}>; rel="next"'
+    return rows

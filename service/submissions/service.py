@@ -144,8 +144,13 @@ def list_summaries_for_owner(
     return list(session.execute(stmt.order_by(Submission.id.desc()).limit(limit)))
 
 
-def list_for_assignment(session: Session, assignment: Assignment, limit: int = 500) -> list[Submission]:
+def list_for_assignment(
+    session: Session, assignment: Assignment, *, limit: int = PAGE_DEFAULT, before_id: int | None = None
+) -> list[Submission]:
+    """One page of an assignment's submissions, newest (highest id) first, starting below `before_id`."""
     stmt = select(Submission).where(Submission.assignment_id == assignment.id)
+    if before_id is not None:
+        stmt = stmt.where(Submission.id < before_id)
     return list(session.scalars(stmt.order_by(Submission.id.desc()).limit(limit)))
 
 

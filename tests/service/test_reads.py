@@ -225,6 +225,46 @@ def test_my_submissions_are_paged_newest_first(client: TestClient, db: Session, 
     assert page(limit=200)[0] == newest_first
 
 
+def test_an_assignments_submissions_are_paged_for_instructors(
+    client: TestClient, db: Session, settings: Settings
+) -> None:
+    """It stopped at 500 rows with no way to the rest (the oldest students' submissions were out of reach)."""
+    from service.users.models import Role
+
+    activations = create_assignment(db, daily_limit=100)
+    other = create_assignment(db, "backprop", daily_limit=100)
+    students = [create_user(db)[0] for _ in range(2)]
+    _, teacher = create_user(db, Role.instructor)
+    ids = []
+    for n in range(5):
+        for assignment in (activations, other):
+            sub = service.create_submission(
+                db,
+                owner=students[n % 2],
+                assignment=assignment,
+                filename="hw.zip",
+                stream=io.BytesIO(make_zip({"activations.py": f"# {n} {assignment.slug}"})),
+                settings=settings,
+            )
+            if assignment is activations:
+                ids.append(sub.id)
+    db.commit()
+    url = "/api/v1/assignments/activations/submissions"
+    seen, params, pages = [], {"limit": 2}, 0
+    while True:
+        resp = client.get(url, params=params, headers=auth(teacher))
+        assert resp.status_code == 200, resp.text
+        seen += [s["id"] for s in resp.json()]
+        pages += 1
+        link = resp.headers.get("link")
+        if link is None:
+            break
+        assert link.startswith(f"<{url}?before_id=") and link.endswith('>; rel="next"')
+        params = {"limit": 2, "before_id": seen[-1]}
+    assert seen == ids[::-1] and pages == 3
+    assert [s["id"] for s in client.get(url, headers=auth(teacher)).json()] == ids[::-1]
+
+
 def test_a_queued_submission_says_how_many_are_ahead_of_it_in_its_queue(
     client: TestClient, db: Session, settings: Settings
 ) -> None:
