@@ -53,6 +53,13 @@ class NotFound(ServiceError):
     code = "not_found"
 
 
+class Invalid(ServiceError):
+    """A well-formed request whose values the service cannot take (as pydantic's 422s)."""
+
+    status_code = 422
+    code = "invalid_request"
+
+
 class Conflict(ServiceError):
     status_code = 409
     code = "conflict"

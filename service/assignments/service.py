@@ -10,10 +10,10 @@ from sqlalchemy import Select, String, bindparam, false, select
 from sqlalchemy import update as sa_update
 from sqlalchemy.orm import Session
 
-from grader.assignments import AssignmentSpec
+from grader.assignments import FUNCTION_KINDS, AssignmentSpec
 from service.assignments.models import Assignment
 from service.assignments.schemas import AssignmentUpdate
-from service.errors import ServiceError
+from service.errors import Invalid, ServiceError
 
 DEFAULT_DAILY_LIMIT = 10
 
@@ -78,6 +78,16 @@ def update(session: Session, assignment: Assignment, data: AssignmentUpdate) -> 
     transaction: a new pass mark judges every graded result again (its pass flag and its check's
     text; no code runs), a new deadline marks every submission late or not by it again."""
     old_threshold, old_deadline = assignment.pass_threshold, assignment.deadline
+    threshold = data.pass_threshold
+    if threshold is not None and threshold != 1.0 and assignment.kind in FUNCTION_KINDS:
+        # HOMEWORK.md: "Passing means all checks pass". A lower mark was stored and shown to students,
+        # and changed nobody's pass flag.
+        raise Invalid(
+            f"{assignment.slug} is a function assignment: it is passed when every check passes (the "
+            f"homework contract), so its pass_threshold stays 1.0. Only model assignments take another mark.",
+            f"{assignment.slug} 是函数作业：所有检查都通过才算及格（作业约定），因此 pass_threshold 固定为 1.0。"
+            f"只有模型作业可以设置其他及格线。",
+        )
     for field, value in data.model_dump(exclude_unset=True).items():
         if value is None and field != "deadline":
             continue

@@ -86,6 +86,23 @@ def test_a_new_pass_mark_judges_every_graded_result_again(
     assert csv_passed(client, teacher) == {sa.student_number: "0", sb.student_number: "0"}
 
 
+def test_a_function_assignments_pass_mark_is_every_check(client: TestClient, db: Session) -> None:
+    """HOMEWORK.md: "Passing means all checks pass". A lower mark was stored, shown to students as the
+    assignment's pass_threshold, and passed nobody; the PATCH now refuses it and says why."""
+    create_assignment(db, "activations", daily_limit=100)
+    _, teacher = create_instructor(db)
+    db.commit()
+    resp = patch(client, teacher, {"pass_threshold": 0.9}, slug="activations")
+    assert resp.status_code == 422, resp.text
+    body = resp.json()
+    assert body["error"] == "invalid_request" and "every check passes" in body["detail"]
+    assert "所有检查都通过" in body["detail_zh"]
+    read = client.get("/api/v1/assignments/activations", headers=auth(teacher)).json()
+    assert read["pass_threshold"] == 1.0
+    assert patch(client, teacher, {"pass_threshold": 1.0}, slug="activations").status_code == 200
+    assert patch(client, teacher, {"daily_limit": 5}, slug="activations").status_code == 200
+
+
 def test_a_new_deadline_marks_submissions_late_by_it(
     client: TestClient, db: Session, settings: Settings
 ) -> None:
