@@ -82,7 +82,7 @@ RequireInstructor = Annotated[User, Depends(require_instructor)]
 def current_assignment(slug: str, session: SessionDep) -> Assignment:
     assignment = assignments_service.get_by_slug(session, slug)
     if assignment is None:
-        raise NotFound(f"No assignment {slug!r}.", f"没有名为 {slug} 的作业。")
+        raise assignments_service.no_such_assignment(session, slug)
     return assignment
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from grader.assignments import FUNCTION_KINDS, AssignmentSpec
 from service.assignments.models import Assignment
 from service.assignments.schemas import AssignmentUpdate
-from service.errors import Invalid, ServiceError
+from service.errors import Invalid, NotFound, ServiceError
 
 DEFAULT_DAILY_LIMIT = 10
 
@@ -30,6 +30,16 @@ def _by_slug_statement() -> Select[Assignment]:
 
 def list_assignments(session: Session) -> list[Assignment]:
     return list(session.scalars(select(Assignment).order_by(Assignment.id)))
+
+
+def no_such_assignment(session: Session, slug: str) -> NotFound:
+    """The 404 for an unknown slug, naming the course's assignments (a typo is the usual cause)."""
+    slugs = ", ".join(session.scalars(select(Assignment.slug).order_by(Assignment.id)))
+    return NotFound(
+        f"No assignment {slug!r}. The course's assignments are: {slugs or '(none yet)'} "
+        "(GET /api/v1/assignments lists them).",
+        f"没有名为 {slug} 的作业。本课程的作业有：{slugs or '（暂无）'}（GET /api/v1/assignments 可列出）。",
+    )
 
 
 def create_from_spec(

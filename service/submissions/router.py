@@ -18,7 +18,7 @@ from service.deps import (
     SessionDep,
     SettingsDep,
 )
-from service.errors import ExpectedMultipart, MissingFile, NotFound
+from service.errors import ExpectedMultipart, MissingFile
 from service.submissions import service
 from service.submissions.models import Submission, SubmissionStatus
 from service.submissions.schemas import SubmissionRead, SubmissionSummary
@@ -134,7 +134,7 @@ def _my_page(
     if assignment is not None:
         found = assignments_service.get_by_slug(session, assignment)
         if found is None:
-            raise NotFound(f"No assignment {assignment!r}.", f"没有名为 {assignment} 的作业。")
+            raise assignments_service.no_such_assignment(session, assignment)
     return service.list_summaries_for_owner(session, user, found, limit=limit, before_id=before_id)
 
 

@@ -133,6 +133,22 @@ def test_a_value_the_database_cannot_hold_is_the_clients_error(
     assert body["error"] in ("invalid_request", "not_found") and body["detail_zh"]
 
 
+def test_a_mistyped_assignment_names_the_courses_assignments(client: TestClient, db: Session) -> None:
+    create_assignment(db)
+    create_assignment(db, "backprop")
+    _, token = create_user(db)
+    db.commit()
+    for url in ("/api/v1/assignments/activation/submissions", "/api/v1/me/submissions?assignment=activation"):
+        resp = (client.post if "me/" not in url else client.get)(url, headers=auth(token))
+        assert resp.status_code == 404, resp.text
+        body = resp.json()
+        assert (
+            "No assignment 'activation'. The course's assignments are: activations, backprop"
+            in body["detail"]
+        )
+        assert "本课程的作业有：activations, backprop" in body["detail_zh"]
+
+
 def test_malformed_json_body_is_422_in_the_error_shape(client: TestClient, db: Session) -> None:
     create_assignment(db)
     from service.users.models import Role
