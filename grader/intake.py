@@ -522,13 +522,16 @@ def _extract(zf: zipfile.ZipFile, entries: list[_Entry], dest: Path, limits: Int
     except BaseException:
         _empty(dest)
         raise
-    top = _top_folder(entries)
-    skip = 1 if top is not None else 0
-    files = sorted("/".join(e.parts[skip:]) for e in entries if not e.is_dir and not e.kept_in_zip)
-    kept = ["/".join(e.parts[skip:]) for e in entries if not e.is_dir and e.kept_in_zip]
-    attachments = sorted([f for f in files if _is_attachment(f)] + kept)
-    root = dest / top if top is not None else dest
-    return Unpacked(root=root, files=files, attachments=attachments, top_folder=top)
+    prefix = _top_folders(entries)
+    skip = len(prefix)
+    inside = [e for e in entries if not e.is_dir and e.parts[:skip] == prefix]
+    files = sorted("/".join(e.parts[skip:]) for e in inside if not e.kept_in_zip)
+    kept = ["/".join(e.parts[skip:]) for e in inside if e.kept_in_zip]
+    # A README or a report beside the looked-through folder: kept for the instructor, by its zip path.
+    beside = ["/".join(e.parts) for e in entries if not e.is_dir and e.parts[:skip] != prefix]
+    attachments = sorted([f for f in files if _is_attachment(f)] + kept + beside)
+    top = "/".join(prefix) or None
+    return Unpacked(root=dest.joinpath(*prefix), files=files, attachments=attachments, top_folder=top)
 
 
 def _prepare_dest(dest: Path) -> None:
@@ -624,13 +627,19 @@ def _empty(dest: Path) -> None:
             child.unlink(missing_ok=True)
 
 
-def _top_folder(entries: list[_Entry]) -> str | None:
-    firsts = {e.parts[0] for e in entries}
-    if len(firsts) != 1:
-        return None
-    if any(len(e.parts) == 1 and not e.is_dir for e in entries):
-        return None  # a single file at the root, not a folder
-    return firsts.pop()
+def _top_folders(entries: list[_Entry]) -> tuple[str, ...]:
+    """The folders to look through to the student's files: while a level holds one folder and, beside
+    it, no file the grader uses (a README or a report may be there), go into it. Windows' "Extract
+    All" then zipping the result gives hw/hw/...; homework.toml and the code are then at the root."""
+    prefix: tuple[str, ...] = ()
+    while True:
+        level = len(prefix)
+        under = [e for e in entries if e.parts[:level] == prefix and len(e.parts) > level]
+        folders = {e.parts[level] for e in under if len(e.parts) > level + 1 or e.is_dir}
+        files = [e for e in under if len(e.parts) == level + 1 and not e.is_dir]
+        if len(folders) != 1 or any(not _is_attachment(e.parts[-1]) for e in files):
+            return prefix
+        prefix = (*prefix, folders.pop())
 
 
 def _is_attachment(path: str) -> bool:

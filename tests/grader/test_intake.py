@@ -143,6 +143,23 @@ def test_single_top_folder_is_looked_through(tmp_path: Path, dest: Path) -> None
     assert (got.root / "model.py").is_file()
 
 
+def test_a_folder_in_a_folder_and_a_readme_beside_are_looked_through(tmp_path: Path, dest: Path) -> None:
+    """Windows' "Extract All" and zipping the result gives hw/hw/; a README beside the folder is
+    common too. homework.toml in there was read from nowhere: the zip was graded by the conventions,
+    silently (a wrong score, and a hint to add the homework.toml it had)."""
+    z = make_zip(
+        tmp_path / "hw.zip",
+        {"README.md": "hi", "hw/hw/homework.toml": "[model]\n", "hw/hw/model.py": "", "hw/notes.txt": "x"},
+    )
+    got = unpack(z, dest)
+    assert got.top_folder == "hw/hw" and got.root == dest / "hw" / "hw"
+    assert got.files == ["homework.toml", "model.py"]
+    assert got.attachments == ["README.md", "hw/notes.txt"]
+    # A file the grader uses beside the folder stops the look-through there.
+    z = make_zip(tmp_path / "code.zip", {"train.py": "", "hw/model.py": ""})
+    assert unpack(z, tmp_path / "code").top_folder is None
+
+
 def test_two_top_folders_are_not_looked_through(tmp_path: Path, dest: Path) -> None:
     z = make_zip(tmp_path / "hw.zip", {"a/model.py": "", "b/other.py": ""})
     got = unpack(z, dest)
@@ -553,7 +570,7 @@ def test_unsafe_names(case: str, tmp_path: Path) -> None:
 def test_depth_limit_is_configurable(tmp_path: Path, dest: Path) -> None:
     z = craft_zip(tmp_path / "hw.zip", [Raw(b"a/b/c/d.py", b"")])
     reject(z, dest, ErrorCode.unsafe_archive, IntakeLimits(max_depth=3))
-    assert unpack(z, tmp_path / "ok", IntakeLimits(max_depth=4)).files == ["b/c/d.py"]
+    assert unpack(z, tmp_path / "ok", IntakeLimits(max_depth=4)).files == ["d.py"]  # a/b/c/ looked through
 
 
 @pytest.mark.parametrize(
