@@ -62,6 +62,11 @@ if "HarnessError" not in globals():
             self.code, self.message, self.message_zh, self.info = code, message, message_zh, info
 
 
+# What graded code may import, in words; main.py injects its list (one list for both assignment kinds).
+AVAILABLE_EN = "the standard library, numpy and torch"
+AVAILABLE_ZH = "标准库、numpy 和 torch"
+
+
 def progress(**stage: Any) -> None:
     """Placeholder: main.py sets the real one, which records the stage in the result file."""
 
@@ -164,10 +169,9 @@ def _import_student_module(path: Path, name: str) -> Any:
 def _import_hint(e: BaseException) -> tuple[str, str]:
     if isinstance(e, ModuleNotFoundError):
         return (
-            f"The grader has the standard library, numpy, torch, pandas, scikit-learn and matplotlib, not "
-            f"'{e.name}': remove that import (or move it under `if __name__ == \"__main__\":` if only your "
+            f"The grader has {AVAILABLE_EN}, not '{e.name}': remove that import (or move it under `if __name__ == \"__main__\":` if only your "
             f"own tests use it), or, if it is a module of your own, put its .py file in the zip.",
-            f"评分环境提供标准库、numpy、torch、pandas、scikit-learn 和 matplotlib，但没有 '{e.name}'：请删除这个 "
+            f"评分环境提供{AVAILABLE_ZH}，但没有 '{e.name}'：请删除这个 "
             f'import（如果只有你自己的测试用到它，可以移到 `if __name__ == "__main__":` 下面）；如果它是你自己写的'
             f"模块，请把它的 .py 文件一并放进 zip。",
         )

@@ -69,7 +69,16 @@ def _load_sibling(name: str) -> ModuleType:
     # Set again after execution: a module may declare a placeholder for type checkers.
     module.HarnessError = HarnessError  # type: ignore[attr-defined]
     module.hit_process_limit = hit_process_limit  # type: ignore[attr-defined]
+    module.AVAILABLE_EN, module.AVAILABLE_ZH = AVAILABLE_EN, AVAILABLE_ZH  # type: ignore[attr-defined]
     return module
+
+
+# What student code may import while it is graded (what the grading image installs), for the
+# import_failed messages of both kinds of assignment; the README's list says the same.
+AVAILABLE = ["numpy", "torch", "pandas", "scikit-learn", "scipy", "joblib", "matplotlib", "safetensors"]
+AVAILABLE += ["torchsummary", "mlxtend"]
+AVAILABLE_EN = "the standard library, " + ", ".join(AVAILABLE[:-1]) + " and " + AVAILABLE[-1]
+AVAILABLE_ZH = "标准库、" + "、".join(AVAILABLE[:-1]) + " 和 " + AVAILABLE[-1]
 
 
 def hit_process_limit(text: str) -> bool:

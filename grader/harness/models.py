@@ -28,6 +28,11 @@ from torch import nn
 HarnessError: Any = Exception  # placeholder; main.py injects the real class
 
 
+# What graded code may import, in words; main.py injects its list (one list for both assignment kinds).
+AVAILABLE_EN = "the standard library, numpy and torch"
+AVAILABLE_ZH = "标准库、numpy 和 torch"
+
+
 def progress(**stage: Any) -> None:
     """Placeholder: main.py sets the real one, which records the stage in the result file."""
 
@@ -224,13 +229,11 @@ def _import_failure_error(imports: _Imports, rel: str, exc: str) -> Exception:
         what = f"'{module}'" if module else "it"
         return _err(
             "import_failed",
-            f"Importing {rel} failed: {exc}. The grader has the standard library, numpy, pandas, "
-            f"scikit-learn, matplotlib, torch, safetensors, torchsummary and mlxtend, not {what}. If only "
+            f"Importing {rel} failed: {exc}. The grader has {AVAILABLE_EN}, not {what}. If only "
             f"training uses it (torchvision's datasets and transforms, say), move that import into the "
             f'training code under `if __name__ == "__main__":`; if it is a module of your own, put its '
             f".py file in the zip.",
-            f"导入 {rel} 失败：{exc}。评测环境提供标准库、numpy、pandas、scikit-learn、matplotlib、torch、"
-            f"safetensors、torchsummary 和 mlxtend，但没有 {what}。如果只有训练用到它（例如 torchvision 的 "
+            f"导入 {rel} 失败：{exc}。评测环境提供{AVAILABLE_ZH}，但没有 {what}。如果只有训练用到它（例如 torchvision 的 "
             f'datasets 和 transforms），请把这个 import 移到 `if __name__ == "__main__":` 下的训练代码里；'
             f"如果它是你自己写的模块，请把它的 .py 文件一并放进压缩包。",
             file=rel,

@@ -605,3 +605,28 @@ def test_a_failure_of_the_grader_itself_keeps_its_traceback_out_of_the_students_
     assert "GRADER-SIDE-BUG" not in report.logs_tail and "Traceback" not in report.logs_tail
     assert "RuntimeError: GRADER-SIDE-BUG" in report.grader_traceback
     assert "broken_score" in report.grader_traceback
+
+
+def test_both_kinds_of_assignment_name_the_same_importable_libraries(tmp_path: Path) -> None:
+    """The model and the function messages listed different libraries, neither scipy nor joblib."""
+    import importlib
+
+    from grader.harness import main as harness_main
+
+    for name in harness_main.AVAILABLE:
+        importlib.import_module({"scikit-learn": "sklearn"}.get(name, name))  # the list is true here
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert all(f"`{name}`" in readme for name in harness_main.AVAILABLE)
+    model = failed(
+        grade(_mnist_zip(tmp_path, "m.zip", {"mlp.py": "import tqdm\n" + MNIST_MLP}), MNIST),
+        ErrorCode.import_failed,
+    )
+    function = failed(
+        grade(
+            write_zip(tmp_path / "f.zip", {"activations.py": "import tqdm\n"}), get_assignment("activations")
+        ),
+        ErrorCode.import_failed,
+    )
+    for report in (model, function):
+        assert harness_main.AVAILABLE_EN in report.error.message, report.error.message
+        assert harness_main.AVAILABLE_ZH in report.error.message_zh
