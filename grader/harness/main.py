@@ -167,11 +167,29 @@ def _raised(e: BaseException, limits: dict[str, Any]) -> dict[str, str]:
             "message_zh": f"你的代码创建了过多的进程或线程（上限 {n}），模型无法运行。不要在导入时启动进程；"
             "评测会导入的代码中 DataLoader 请使用 num_workers=0。",
         }
+    at = _student_frame(e)
+    at_en = f" at {at[0]} line {at[1]}, in {at[2]}" + (f": `{at[3]}`" if at[3] else "") if at else ""
+    at_zh = (
+        f"（位于 {at[0]} 第 {at[1]} 行，{at[2]} 中" + (f"：`{at[3]}`" if at[3] else "") + "）" if at else ""
+    )
     return {
         "code": "crashed",
-        "message": f"Your code raised {text}",
-        "message_zh": f"你的代码抛出了异常 {text}",
+        "message": f"Your code raised {text[:500]}{at_en}. The full traceback is in the output of your code "
+        "below: fix that, check the zip on your own computer with `hwgrade check`, and upload again.",
+        "message_zh": f"你的代码抛出了异常 {text[:500]}{at_zh}。完整的 traceback 在下方你的代码的输出中：请修改后先在"
+        "自己的电脑上用 `hwgrade check` 检查压缩包，再重新上传。",
     }
+
+
+def _student_frame(e: BaseException) -> tuple[str, int, str, str] | None:
+    """Where in the student's files `e` was raised: the innermost frame under the working directory
+    (their copied submission), as (file, line, function, source line); None if it came from elsewhere."""
+    here = os.getcwd().rstrip("/") + "/"
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename.startswith(here)]
+    if not frames:
+        return None
+    f = frames[-1]
+    return f.filename[len(here) :], f.lineno or 0, f.name, (f.line or "").strip()[:160]
 
 
 RESULT_MAGIC = b"HWGRADE-RESULT-1\n"

@@ -630,3 +630,20 @@ def test_both_kinds_of_assignment_name_the_same_importable_libraries(tmp_path: P
     for report in (model, function):
         assert harness_main.AVAILABLE_EN in report.error.message, report.error.message
         assert harness_main.AVAILABLE_ZH in report.error.message_zh
+
+
+def test_an_exception_in_forward_names_the_students_line_and_what_to_do(tmp_path: Path) -> None:
+    """It was "Your code raised KeyError: 'b'": no file, no line, no next step."""
+    src = PHONE_MODEL.replace(
+        "return self.linear2(torch.relu(self.linear1(x)))",
+        "parts = {'a': x}\n        return self.linear2(torch.relu(self.linear1(parts['b'])))",
+    )
+    assert src != PHONE_MODEL
+    z = write_zip(
+        tmp_path / "hw.zip", {"hw/net.py": src, "hw/w.pt": weights_bytes(phone_state_dict(), tmp_path)}
+    )
+    report = failed(grade(z, PHONE), ErrorCode.crashed)
+    line = src.splitlines().index("        return self.linear2(torch.relu(self.linear1(parts['b'])))") + 1
+    assert f"KeyError: 'b' at net.py line {line}, in forward: `return self.linear2(" in report.error.message
+    assert "hwgrade check" in report.error.message
+    assert f"net.py 第 {line} 行，forward 中" in report.error.message_zh
