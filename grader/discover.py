@@ -201,6 +201,10 @@ def _in_tool_dir(rel: str) -> bool:
     return any(p.startswith(".") or p in TOOL_DIRS for p in PurePosixPath(rel).parts[:-1])
 
 
+# Pickles beside a phone-price model that the harness tries as its scaler (no manifest naming one).
+MAX_TRANSFORMER_CANDIDATES = 8
+
+
 def plan_model(root: Path, files: list[str], kind: str) -> dict[str, Any]:
     """Build the harness plan for a model submission; raises GradeError for what the student must fix."""
     file_set = set(files)
@@ -235,11 +239,15 @@ def plan_model(root: Path, files: list[str], kind: str) -> dict[str, Any]:
         plan["weights"] = weights[0]
         if not py_files and not weights[0].endswith(".safetensors"):
             plan["notes"].append("no .py files: only a whole pickled model can work")
-        pickles = [f for f in files if f.lower().endswith(TRANSFORMER_EXTS)]
+        pickles = sorted(f for f in files if f.lower().endswith(TRANSFORMER_EXTS))
         if kind == "phone-price" and len(pickles) == 1:
             # A lone scaler next to the model is almost certainly meant to be used; the harness applies
             # it only if it really is a transformer for these features.
             plan["transformer_auto"] = pickles[0]
+        elif kind == "phone-price" and 1 < len(pickles) <= MAX_TRANSFORMER_CANDIDATES:
+            # scaler.pkl beside history.pkl, say: the harness applies the one pickle that transforms
+            # these features (it used to apply none, and the hint said no scaler was shipped).
+            plan["transformer_candidates"] = pickles
     if not py_files and plan.get("model"):
         raise _bad(
             "homework.toml names a .py file, but the zip has none.",

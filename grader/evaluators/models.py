@@ -222,7 +222,18 @@ class ModelEvaluator:
     ) -> list[Message]:
         hints: list[Message] = []
         preprocessed = any(key in info for key in ("transformer", "normalize", "preprocess"))
-        if spec.kind == "phone-price" and acc < 0.6 and not preprocessed:
+        ambiguous = info.get("transformer_auto_ambiguous")
+        if ambiguous:
+            names = ", ".join(str(a) for a in ambiguous)
+            hints.append(
+                Message(
+                    en=f"Several pickles in your zip could be your scaler ({names}), so the grader applied none. "
+                    f"Name the one to use in homework.toml:\n{SCALER_FIX}",
+                    zh=f"压缩包中有多个 pickle 文件都可能是标准化器（{names}），因此评测没有使用任何一个。"
+                    f"请在 homework.toml 中指明使用哪一个：\n{SCALER_FIX}",
+                )
+            )
+        elif spec.kind == "phone-price" and acc < 0.6 and not preprocessed:
             hints.append(
                 Message(
                     en="Accuracy is near chance and no scaler was applied. The features reach the model raw "
@@ -262,11 +273,22 @@ class ModelEvaluator:
                 )
             )
         if info.get("transformer_auto"):
+            among = info.get("transformer_auto_among", 1)
+            only_en = (
+                "the only pickle in your zip"
+                if among == 1
+                else f"of the {among} pickles in your zip, the only scaler"
+            )
+            only_zh = (
+                "压缩包中唯一的 pickle 文件"
+                if among == 1
+                else f"压缩包中 {among} 个 pickle 文件里唯一的标准化器"
+            )
             hints.append(
                 Message(
-                    en=f"The grader applied {info['transformer']} (the only pickle in your zip) as your scaler. "
+                    en=f"The grader applied {info['transformer']} ({only_en}) as your scaler. "
                     "Name it in homework.toml under [preprocess] transformer to make this explicit.",
-                    zh=f"评测把 {info['transformer']}（压缩包中唯一的 pickle 文件）当作标准化器使用。"
+                    zh=f"评测把 {info['transformer']}（{only_zh}）当作标准化器使用。"
                     "请在 homework.toml 的 [preprocess] transformer 中明确写出。",
                 )
             )

@@ -633,17 +633,31 @@ def _preprocess(
 ) -> np.ndarray:
     plan = job["plan"]
     columns = job.get("columns")
-    if plan.get("transformer_auto") and not plan.get("transformer"):
-        rel = plan["transformer_auto"]
-        try:
-            xt = _apply_transformer(_load_transformer(root / rel), x, columns)
-            if xt.shape != x.shape:
-                raise ValueError(f"it changes the shape {x.shape} -> {xt.shape}")
-            x = xt
+    candidates = plan.get("transformer_candidates") or (
+        [plan["transformer_auto"]] if plan.get("transformer_auto") else []
+    )
+    if candidates and not plan.get("transformer"):
+        # The pickles beside the model (no manifest names one): one that transforms these features
+        # without changing their shape is the scaler the student meant; with two such, none is guessed.
+        fitting: dict[str, np.ndarray] = {}
+        skipped: list[str] = []
+        for rel in candidates:
+            try:
+                xt = _apply_transformer(_load_transformer(root / rel), x, columns)
+                if xt.shape != x.shape:
+                    raise ValueError(f"it changes the shape {x.shape} -> {xt.shape}")
+                fitting[rel] = xt
+            except Exception as e:
+                skipped.append(f"{rel}: {type(e).__name__}: {str(e)[:200]}")
+        if skipped:
+            info["transformer_auto_skipped"] = "; ".join(skipped)
+        if len(fitting) == 1:
+            ((rel, x),) = fitting.items()
             info["transformer"] = rel
             info["transformer_auto"] = True
-        except Exception as e:
-            info["transformer_auto_skipped"] = f"{rel}: {type(e).__name__}: {e}"
+            info["transformer_auto_among"] = len(candidates)
+        elif fitting:
+            info["transformer_auto_ambiguous"] = sorted(fitting)
     if plan.get("transformer"):
         rel = plan["transformer"]
         try:

@@ -279,6 +279,33 @@ def test_scaler_in_manifest_receives_a_dataframe_with_column_names(tmp_path: Pat
     assert not any("scaler" in h.en.lower() and "near chance" in h.en for h in report.hints)
 
 
+def test_the_one_scaler_among_several_pickles_is_applied(tmp_path: Path) -> None:
+    """scaler.pkl beside a training history pickle: no scaler was applied (it needs one pickle alone),
+    and the hint said to ship the scaler the zip had. Two scalers: none is guessed, and the hint says so."""
+    import pickle
+
+    import pandas as pd
+    from sklearn.preprocessing import MinMaxScaler, StandardScaler
+
+    from grader.datasets import PHONE_PRICE_COLUMNS, load_hidden
+
+    features = pd.DataFrame(load_hidden("phone-price", None).x, columns=PHONE_PRICE_COLUMNS)
+    files = {
+        "model.py": PHONE_MODEL,
+        "m.bin": weights_bytes(phone_state_dict(), tmp_path),
+        "scaler.pkl": pickle.dumps(StandardScaler().fit(features)),
+        "history.pkl": pickle.dumps({"loss": [1.2, 0.8, 0.5]}),
+    }
+    report = graded(grade(write_zip(tmp_path / "one.zip", files), PHONE))
+    assert report.discovery["found"]["transformer"] == "scaler.pkl"
+    assert any("of the 2 pickles in your zip, the only scaler" in h.en for h in report.hints)
+    files["minmax.pkl"] = pickle.dumps(MinMaxScaler().fit(features))
+    report = graded(grade(write_zip(tmp_path / "two.zip", files), PHONE))
+    assert "transformer" not in report.discovery["found"]
+    hint = next(h for h in report.hints if "Several pickles" in h.en)
+    assert "minmax.pkl, scaler.pkl" in hint.en and "minmax.pkl, scaler.pkl" in hint.zh
+
+
 def test_two_different_matching_classes_are_ambiguous_with_a_manifest_hint(tmp_path: Path) -> None:
     other = PHONE_MODEL.replace("PhonePriceModel", "OtherModel").replace("torch.relu", "torch.sigmoid")
     z = write_zip(
