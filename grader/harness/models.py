@@ -149,17 +149,35 @@ class _Imports:
             name = f"student_{name}"
         spec = importlib.util.spec_from_file_location(name, path)
         assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
         progress(what="import", file=rel)
-        try:
-            spec.loader.exec_module(module)
-        except BaseException as e:
-            sys.modules.pop(name, None)
-            self.failures[rel] = f"{type(e).__name__}: {e}"
-            raise
+        for retry in (False, True):
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            try:
+                spec.loader.exec_module(module)
+                break
+            except BaseException as e:
+                sys.modules.pop(name, None)
+                if not retry and self._beside_the_file(e, path):
+                    # A script in a folder that reads data/x.csv beside itself at import time, run
+                    # from its own folder when written: run it from there too (and stay, for reads
+                    # that come later).
+                    os.chdir(path.parent)
+                    continue
+                self.failures[rel] = f"{type(e).__name__}: {e}"
+                raise
         self.modules[rel] = module
         return module
+
+    def _beside_the_file(self, e: BaseException, path: Path) -> bool:
+        """`e` is a relative file missing from the working directory that is there beside `path`."""
+        missing = getattr(e, "filename", None)
+        if missing is None and isinstance(e, FileNotFoundError):  # numpy.loadtxt: "data/x.csv not found."
+            found = re.fullmatch(r"(.+) not found\.", str(e))
+            missing = found.group(1) if found else None
+        if not isinstance(e, FileNotFoundError) or not isinstance(missing, str) or os.path.isabs(missing):
+            return False
+        return Path.cwd() != path.parent and (path.parent / missing).exists()
 
     def load_all(self) -> None:
         for rel in self.py_files:

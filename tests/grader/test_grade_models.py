@@ -409,6 +409,21 @@ def test_script_reading_its_csv_at_import(tmp_path: Path) -> None:
         tmp_path / "shipped.zip", {"model.py": src, "m.bin": w, "data/手机价格预测.csv": "a,b\n1,2\n"}
     )
     graded(grade(shipped, PHONE))
+    # The script in a folder of its own, its data beside it (it reads them from where it was run):
+    # "reads a file that is not in the zip", though it was.
+    for read in (
+        "pd.read_csv('data/手机价格预测.csv')",
+        "__import__('numpy').loadtxt('data/手机价格预测.csv', delimiter=',')",
+    ):
+        beside = write_zip(
+            tmp_path / "beside.zip",
+            {
+                "src/model.py": src.replace("pd.read_csv('data/手机价格预测.csv')", read),
+                "src/data/手机价格预测.csv": "1,2\n3,4\n",
+                "weights/m.bin": w,
+            },
+        )
+        graded(grade(beside, PHONE))
 
 
 def test_course_style_top_level_torchsummary_import_works(tmp_path: Path) -> None:
