@@ -731,9 +731,15 @@ def _infer(model: nn.Module, x: np.ndarray, device: str, batch: int) -> np.ndarr
     # ~11,000 page faults in a freshly forked evaluation, more than the model's own work.
     if not x.flags.writeable:
         x = np.array(x, dtype=np.float32)
+    # The contract's inputs are float32; a model whose parameters are float64 (trained after
+    # torch.set_default_dtype(torch.float64), say) gets them in its own dtype, as its training did
+    # ("mat1 and mat2 must have the same dtype" otherwise).
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
     with torch.no_grad():
         for i in range(0, len(x), batch):
             xb = torch.from_numpy(np.asarray(x[i : i + batch], dtype=np.float32)).to(device)
+            if dtype != torch.float32:
+                xb = xb.to(dtype)
             outs.append(_to_numpy(model(xb)))
     if not outs:
         return np.zeros((0,), dtype=np.float32)

@@ -689,3 +689,13 @@ def test_an_exception_in_forward_names_the_students_line_and_what_to_do(tmp_path
     assert f"KeyError: 'b' at net.py line {line}, in forward: `return self.linear2(" in report.error.message
     assert "hwgrade check" in report.error.message
     assert f"net.py 第 {line} 行，forward 中" in report.error.message_zh
+
+
+def test_a_model_trained_in_float64_gets_its_inputs_in_float64(tmp_path: Path) -> None:
+    """torch.set_default_dtype(torch.float64) at the top of the model file: the model's layers are
+    float64, and the float32 test inputs were bad_output "mat1 and mat2 must have the same dtype"."""
+    src = "import torch\ntorch.set_default_dtype(torch.float64)\n" + PHONE_MODEL
+    z = write_zip(
+        tmp_path / "hw.zip", {"model.py": src, "m.bin": weights_bytes(phone_state_dict(), tmp_path)}
+    )
+    graded(grade(z, PHONE))
