@@ -12,10 +12,38 @@ from typing import Any, ClassVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
+
+
+class ErrorBody(BaseModel):
+    """Every error the API answers, ours or the framework's (a 422 included)."""
+
+    error: str = Field(description="a stable code: not_found, invalid_request, daily_limit, ...")
+    detail: str = Field(description="what went wrong and what to do, in English")
+    detail_zh: str | None = Field(default=None, description="the same in Chinese")
+
+
+def documented(description: str) -> dict[str, Any]:
+    """An error response for a route's `responses`, with the ErrorBody schema."""
+    return {"model": ErrorBody, "description": description}
+
+
+# The errors any API route may answer, for the OpenAPI document (routes add their own, such as 429).
+API_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: documented(
+        "`invalid_request`: a value the service cannot use (a NUL in a name, an id out of range)"
+    ),
+    401: documented("`unauthorized`: no token, or an unknown one"),
+    403: documented("`forbidden`: an instructor's route"),
+    404: documented("`not_found`: no such assignment or submission (another student's is not found either)"),
+    422: documented("`invalid_request`: the request's parameters or body do not validate"),
+    500: documented("`internal`: a fault on the service's side"),
+    503: documented("`unavailable`: the database or the broker is unreachable; try again shortly"),
+}
 
 
 class ServiceError(Exception):

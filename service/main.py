@@ -16,7 +16,7 @@ from service import __version__
 from service.assignments.router import router as assignments_router
 from service.config import Settings, get_settings
 from service.db import create_db_engine, create_session_factory, read_only_factory, schema_problem
-from service.errors import install_error_handlers
+from service.errors import API_ERRORS, install_error_handlers
 from service.exports.router import router as exports_router
 from service.leaderboards.router import router as leaderboards_router
 from service.middleware import UploadSizeLimit
@@ -69,14 +69,23 @@ def create_app(
     app.state.celery = celery or create_celery(settings)
     install_error_handlers(app)
     app.add_middleware(UploadSizeLimit, max_bytes=settings.max_upload_bytes)
-    app.include_router(assignments_router)
-    app.include_router(submissions_router)
-    app.include_router(users_router)
+    app.include_router(assignments_router, responses=API_ERRORS)
+    app.include_router(submissions_router, responses=API_ERRORS)
+    app.include_router(users_router, responses=API_ERRORS)
     app.include_router(web_router)
-    app.include_router(leaderboards_router)
-    app.include_router(exports_router)
+    app.include_router(leaderboards_router, responses=API_ERRORS)
+    app.include_router(exports_router, responses=API_ERRORS)
 
-    @app.get("/healthz", tags=["health"], response_model=None)
+    @app.get(
+        "/healthz",
+        tags=["health"],
+        response_model=None,
+        responses={
+            503: {
+                "description": "`schema_outdated`: run `hwgrade db upgrade` (the revision found and the one expected in `detail`)"
+            }
+        },
+    )
     def healthz() -> dict[str, str] | JSONResponse:
         """Liveness, database reachability, and a schema at this code's migration head (503 if not:
         every request would fail on a missing table or column)."""

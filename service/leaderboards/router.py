@@ -7,6 +7,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from service.db import utcnow
 from service.deps import CurrentAssignment, CurrentUser, RequireInstructor, SessionDep, SettingsDep
+from service.errors import documented
 from service.leaderboards import service
 from service.leaderboards.schemas import EligibilityRead, LeaderboardEntryRead, LeaderboardRead, MyScoreRead
 from service.leaderboards.service import Board, EligibilityRow, LeaderboardRow
@@ -17,7 +18,7 @@ router = APIRouter(prefix="/api/v1", tags=["leaderboards"])
 @router.get(
     "/assignments/{slug}/leaderboard",
     response_model=LeaderboardRead,
-    responses={403: {"description": "`board_hidden`: the private board before the deadline (students)"}},
+    responses={403: documented("`board_hidden`: the private board before the deadline (students)")},
 )
 async def read_leaderboard(
     assignment: CurrentAssignment,

@@ -18,7 +18,7 @@ from service.deps import (
     SessionDep,
     SettingsDep,
 )
-from service.errors import ExpectedMultipart, MissingFile
+from service.errors import ExpectedMultipart, MissingFile, documented
 from service.submissions import service
 from service.submissions.models import Submission, SubmissionStatus
 from service.submissions.schemas import SubmissionRead, SubmissionSummary
@@ -44,12 +44,12 @@ LEFT_TODAY_HEADER = "X-Submissions-Left-Today"
                 LEFT_TODAY_HEADER: {"schema": {"type": "integer"}},
             },
         },
-        400: {"description": "empty file or no `file` field"},
-        403: {"description": "`deadline_passed`: the assignment refuses uploads after its deadline"},
-        411: {"description": "no Content-Length"},
-        413: {"description": "larger than the upload limit"},
-        415: {"description": "not a zip (rar, 7z, tar.gz... must be re-packed as .zip)"},
-        429: {"description": "daily submission limit reached"},
+        400: documented("empty file or no `file` field"),
+        403: documented("`deadline_passed`: the assignment refuses uploads after its deadline"),
+        411: documented("no Content-Length"),
+        413: documented("larger than the upload limit"),
+        415: documented("not a zip (rar, 7z, tar.gz... must be re-packed as .zip)"),
+        429: documented("daily submission limit reached"),
     },
 )
 def create_submission(

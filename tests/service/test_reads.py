@@ -106,6 +106,38 @@ def test_healthz_and_docs(client: TestClient) -> None:
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
 
 
+def test_the_api_documents_the_error_shape_it_answers(client: TestClient, db: Session) -> None:
+    """OpenAPI said every 422 was FastAPI's {"detail": [{loc, msg, type}]}, and named no 401/403/404:
+    a client generated from it mis-read every error."""
+    from service.errors import ErrorBody
+
+    doc = client.get("/openapi.json").json()
+    assert "HTTPValidationError" not in doc["components"]["schemas"]
+    operations = [
+        (path, method, op)
+        for path, item in doc["paths"].items()
+        if path.startswith("/api/v1/")
+        for method, op in item.items()
+    ]
+    assert len(operations) > 10
+    for path, method, op in operations:
+        for code in ("401", "404", "422", "500"):
+            schema = op["responses"][code]["content"]["application/json"]["schema"]
+            assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (path, method, code)
+    upload = doc["paths"]["/api/v1/assignments/{slug}/submissions"]["post"]["responses"]
+    assert upload["429"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
+    # ... and what the API answers is that shape.
+    _, token = create_user(db)
+    db.commit()
+    for resp in (
+        client.get("/api/v1/me/scores"),
+        client.get("/api/v1/assignments/nope", headers=auth(token)),
+        client.get("/api/v1/me/submissions?limit=0", headers=auth(token)),
+    ):
+        assert resp.status_code in (401, 404, 422)
+        ErrorBody.model_validate(resp.json(), strict=True)
+
+
 def test_unknown_route_uses_the_error_shape(client: TestClient) -> None:
     resp = client.get("/api/v1/nothing-here")
     assert resp.status_code == 404 and resp.json()["error"] == "not_found"
