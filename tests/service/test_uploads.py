@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,13 +12,18 @@ from celery import Celery
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
+from service.assignments.models import Assignment
 from service.config import Settings
+from service.db import create_db_engine, create_session_factory, upgrade_db
+from service.errors import DailyLimitReached
 from service.storage import BlobStore
+from service.submissions import service
 from service.submissions.models import Submission
+from service.users.models import Role, User
 from tests.service.factories import auth, create_assignment, create_instructor, create_user
-from tests.service.helpers import make_zip, selects
+from tests.service.helpers import fresh_database, make_zip, selects
 
 URL = "/api/v1/assignments/activations/submissions"
 
@@ -241,3 +249,62 @@ def test_an_unexpected_error_is_the_apis_json_not_plain_text(
         and "请重试" in body["detail_zh"]
     )
     assert "a bug" not in resp.text
+
+
+def _parallel_uploads(factory: sessionmaker[Session], settings: Settings, n: int) -> list[str]:
+    """`n` uploads by one student at once, each in its own session and thread (as the API's threads)."""
+    with factory() as db:
+        assignment = db.scalar(select(Assignment).where(Assignment.slug == "activations"))
+        owner = db.scalar(select(User).where(User.role == Role.student))
+        assert assignment is not None and owner is not None
+        db.expunge_all()
+    start = threading.Barrier(n)
+    outcomes: list[str] = []
+
+    def upload(i: int) -> None:
+        with factory() as session:
+            start.wait()
+            try:
+                service.accept_upload(
+                    session,
+                    owner=session.merge(owner, load=False),
+                    assignment=session.merge(assignment, load=False),
+                    filename="hw.zip",
+                    stream=io.BytesIO(make_zip({"activations.py": f"# {i}"})),
+                    settings=settings,
+                )
+                session.commit()
+                outcomes.append("accepted")
+            except DailyLimitReached:
+                session.rollback()
+                outcomes.append("refused")
+
+    threads = [threading.Thread(target=upload, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return sorted(outcomes)
+
+
+@pytest.mark.parametrize("database", ["postgres", "sqlite"])
+def test_parallel_uploads_cannot_pass_the_daily_limit_together(
+    database: str, settings: Settings, tmp_path: Path
+) -> None:
+    """On SQLite, the embedded default, FOR UPDATE is ignored: 8 uploads at once against a limit of
+    1 were three 202s (Postgres' row lock gave one)."""
+    with contextlib.ExitStack() as stack:
+        if database == "sqlite":
+            url = f"sqlite:///{tmp_path / 'limit.sqlite3'}"
+            upgrade_db(url)
+        else:
+            url = stack.enter_context(fresh_database("hwgrade_test_limit"))
+        engine = create_db_engine(url)
+        stack.callback(engine.dispose)
+        factory = create_session_factory(engine)
+        with factory() as db:
+            create_assignment(db, daily_limit=1)
+            create_user(db)
+            db.commit()
+        outcomes = _parallel_uploads(factory, settings.model_copy(update={"database_url": url}), 8)
+        assert outcomes == ["accepted"] + ["refused"] * 7
