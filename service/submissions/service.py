@@ -215,11 +215,14 @@ def check_deadline(assignment: Assignment, owner: User, now: datetime, settings:
     if assignment.deadline is None or now <= assignment.deadline:
         return False
     if assignment.late_policy == LatePolicy.refuse and not owner.is_instructor:
-        when = assignment.deadline.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M")
+        local = assignment.deadline.astimezone(settings.tz)
+        when = local.strftime("%Y-%m-%d %H:%M" if local.second == 0 else "%Y-%m-%d %H:%M:%S")
         raise DeadlinePassed(
-            f"The deadline of {assignment.slug!r} was {when} ({settings.day_timezone}); "
-            "this assignment no longer accepts submissions.",
-            f"作业 {assignment.slug} 的截止时间为 {when}（{settings.day_timezone}），已不再接受提交。",
+            f"The deadline of {assignment.slug!r} was {when} ({settings.day_timezone}); this assignment no "
+            "longer accepts submissions, and this upload was not kept. If you have a reason for a late "
+            "submission, ask your instructor.",
+            f"作业 {assignment.slug} 的截止时间为 {when}（{settings.day_timezone}），已不再接受提交，本次上传未被保存。"
+            "如有迟交的理由，请联系教师。",
         )
     return True
 

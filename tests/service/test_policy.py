@@ -49,11 +49,21 @@ def test_refuse_policy_refuses_students_after_the_deadline(
     assert status == 403 and body["error"] == "deadline_passed"
     assert "2026-03-01 23:59 (Asia/Shanghai)" in str(body["detail"])
     assert "2026-03-01 23:59" in str(body["detail_zh"]) and "截止" in str(body["detail_zh"])
+    assert "ask your instructor" in body["detail"] and "联系教师" in body["detail_zh"]
     assert _count(db) == 0
     assert list((settings.blob_dir).rglob("*.zip")) == []  # refused before the body was stored
 
     status, body = _upload(client, teacher)  # instructors are never refused, but the flag is honest
     assert status == 202 and body["late"] is True
+
+
+def test_a_deadline_with_seconds_is_shown_with_them(client: TestClient, db: Session) -> None:
+    """A 09:45:26 deadline was shown as "09:45", so an upload at 09:45:10 seemed on time."""
+    create_assignment(db, deadline=datetime(2026, 3, 1, 1, 45, 26, tzinfo=UTC), late_policy=LatePolicy.refuse)
+    _, student = create_user(db)
+    db.commit()
+    status, body = _upload(client, student)
+    assert status == 403 and "2026-03-01 09:45:26 (Asia/Shanghai)" in body["detail"]
 
 
 def test_refuse_policy_still_accepts_before_the_deadline(db: Session, settings: Settings) -> None:
