@@ -207,10 +207,18 @@ def test_zips_refused_by_intake_do_not_use_up_the_daily_limit(db: Session, setti
     student, _ = create_user(db)
     at = datetime(2026, 3, 1, 4, 0, tzinfo=UTC)
     for code in ("not_a_zip", "unsafe_archive", "too_large"):
-        grade(db, submit(db, settings, student, a, at), 0.0, error=code)
+        refused = grade(db, submit(db, settings, student, a, at), 0.0, error=code)
+        db.refresh(refused)
+        assert refused.result is not None and refused.result.error_message is not None
+        # ... and the report says so (the grader's message knows no daily limit).
+        assert refused.result.error_message.endswith("does not count against today's submissions.")
+        assert refused.result.error_message_zh is not None
+        assert refused.result.error_message_zh.endswith("不计入今天的提交次数。")
     assert submissions.count_today(db, student, a, settings, at) == 0
     # Errors of the student's code after intake still count (bad_output: it ran on the hidden inputs).
-    grade(db, submit(db, settings, student, a, at), 0.0, error="bad_output")
+    counted = grade(db, submit(db, settings, student, a, at), 0.0, error="bad_output")
+    db.refresh(counted)
+    assert counted.result is not None and "today's submissions" not in (counted.result.error_message or "")
     with pytest.raises(DailyLimitReached):
         submit(db, settings, student, a, at)
 
