@@ -104,6 +104,22 @@ async def read_submission(submission: CurrentSubmission, session: SessionDep) ->
     return read
 
 
+# The paging of the submission lists: newest first, `limit` a page, the next page below `before_id`.
+PageLimit = Annotated[
+    int, Query(ge=1, le=service.PAGE_MAX, description="page size (default 50, at most 200)")
+]
+BeforeId = Annotated[
+    int | None, Query(ge=1, description="the next page: submissions with a smaller id than this")
+]
+
+
+def _link_next_page(request: Request, response: Response, rows: list[Any], limit: int) -> None:
+    """A full page carries `Link: <...>; rel="next"`, this request's URL with the next page's before_id."""
+    if len(rows) == limit:
+        following = request.url.include_query_params(before_id=rows[-1].id, limit=limit)
+        response.headers["Link"] = f'<{following.path}?{following.query}>; rel="next"'
+
+
 @router.get("/me/submissions", response_model=list[SubmissionSummary])
 async def list_my_submissions(
     request: Request,
@@ -111,19 +127,13 @@ async def list_my_submissions(
     session: SessionDep,
     user: CurrentUser,
     assignment: Annotated[str | None, Query(description="only this assignment (its slug)")] = None,
-    limit: Annotated[
-        int, Query(ge=1, le=service.PAGE_MAX, description="page size (default 50, at most 200)")
-    ] = service.PAGE_DEFAULT,
-    before_id: Annotated[
-        int | None, Query(ge=1, description="the next page: submissions with a smaller id than this")
-    ] = None,
+    limit: PageLimit = service.PAGE_DEFAULT,
+    before_id: BeforeId = None,
 ) -> list[Row[Any]]:
     """Your submissions, newest first, one summary line each (the full report is at
     GET /api/v1/submissions/{id}). A full page carries a `Link: <...>; rel="next"` header."""
     rows = await run_in_threadpool(_my_page, session, user, assignment, limit, before_id)
-    if len(rows) == limit:
-        following = request.url.include_query_params(before_id=rows[-1].id, limit=limit)
-        response.headers["Link"] = f'<{following.path}?{following.query}>; rel="next"'
+    _link_next_page(request, response, rows, limit)
     return rows
 
 
@@ -145,17 +155,11 @@ def list_assignment_submissions(
     session: SessionDep,
     assignment: CurrentAssignment,
     _instructor: RequireInstructor,
-    limit: Annotated[
-        int, Query(ge=1, le=service.PAGE_MAX, description="page size (default 50, at most 200)")
-    ] = service.PAGE_DEFAULT,
-    before_id: Annotated[
-        int | None, Query(ge=1, description="the next page: submissions with a smaller id than this")
-    ] = None,
+    limit: PageLimit = service.PAGE_DEFAULT,
+    before_id: BeforeId = None,
 ) -> list[Submission]:
     """Every submission to an assignment, newest first, with its report (instructors only). A full
     page carries a `Link: <...>; rel="next"` header, as GET /api/v1/me/submissions does."""
     rows = service.list_for_assignment(session, assignment, limit=limit, before_id=before_id)
-    if len(rows) == limit:
-        following = request.url.include_query_params(before_id=rows[-1].id, limit=limit)
-        response.headers["Link"] = f'<{following.path}?{following.query}>; rel="next"'
+    _link_next_page(request, response, rows, limit)
     return rows

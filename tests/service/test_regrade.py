@@ -30,13 +30,19 @@ def _give_up(db: Session, settings: Settings, sub: Submission) -> None:
     db.flush()
 
 
-def test_a_submission_given_up_on_is_graded_again_with_fresh_attempts(
-    db: Session, settings: Settings
-) -> None:
+def _given_up(db: Session, settings: Settings) -> Submission:
+    """A student's activations submission that the sweep gave up on."""
     a = create_assignment(db, "activations", daily_limit=10)
     student, _ = create_user(db)
     sub = submit(db, settings, student, a, T0)
     _give_up(db, settings, sub)
+    return sub
+
+
+def test_a_submission_given_up_on_is_graded_again_with_fresh_attempts(
+    db: Session, settings: Settings
+) -> None:
+    sub = _given_up(db, settings)
     db.refresh(sub)
     assert sub.status == SubmissionStatus.error and sub.attempt == settings.max_attempts
     # Without the regrade no worker may take it again.
@@ -60,10 +66,7 @@ def test_a_submission_given_up_on_is_graded_again_with_fresh_attempts(
 def test_a_regraded_submission_that_keeps_failing_is_given_up_after_its_own_tries(
     db: Session, settings: Settings
 ) -> None:
-    a = create_assignment(db, "activations", daily_limit=10)
-    student, _ = create_user(db)
-    sub = submit(db, settings, student, a, T0)
-    _give_up(db, settings, sub)
+    sub = _given_up(db, settings)
     service.regrade(db, [sub.id])
     db.flush()
     _give_up(db, settings, sub)  # max_attempts claims again, each one's worker dying
