@@ -65,6 +65,33 @@ def test_existing_assignments_get_a_random_board_tag_each(tmp_path: Path) -> Non
     assert len(set(tags)) == 3 and 0 not in tags
 
 
+def test_a_function_assignments_stored_lower_pass_mark_goes_back_to_every_check(tmp_path: Path) -> None:
+    """0008: a lower mark on a function assignment was shown as its pass line and passed nobody."""
+    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    command.upgrade(alembic_config(url), "0007")
+    engine = create_db_engine(url)
+    with engine.begin() as conn:
+        for slug, kind, mark in (
+            ("act", "activations", 0.9),
+            ("bp", "backprop", 1.0),
+            ("pp", "phone-price", 0.9),
+        ):
+            conn.execute(
+                text(
+                    "INSERT INTO assignment (slug, title, title_zh, kind, spec, daily_limit, pass_threshold,"
+                    " queue, late_policy, created_at, updated_at, board_tag)"
+                    " VALUES (:slug, 't', '', :kind, '{}', 10, :mark, 'grading', 'accept_marked',"
+                    " '2026-01-01 00:00:00', '2026-01-01 00:00:00', 1)"
+                ),
+                {"slug": slug, "kind": kind, "mark": mark},
+            )
+    upgrade_db(url)
+    with engine.connect() as conn:
+        marks = dict(conn.execute(text("SELECT slug, pass_threshold FROM assignment")).all())
+    engine.dispose()
+    assert marks == {"act": 1.0, "bp": 1.0, "pp": 0.9}  # a model assignment keeps its own
+
+
 def test_healthz_fails_until_the_database_is_at_the_codes_head(pg_url: str, tmp_path: Path) -> None:
     # It said 200 on a database never migrated, while every request then failed on a missing table.
     from fastapi.testclient import TestClient
