@@ -55,18 +55,21 @@ def content_disposition(name: str, *, inline: bool = False) -> str:
 
 
 def find_entry(zf: zipfile.ZipFile, name: str) -> zipfile.ZipInfo | None:
-    """The entry for attachment `name`, which the intake reported relative to a single top folder, if any."""
-    depth = name.count("/")
+    """The entry for attachment `name`, as the intake reported it: relative to the folders it looked
+    through (hw/ or hw/hw/), or by its zip path when it sat beside them. An exact path wins; else
+    the deepest entry ending in /name, which is under the looked-through folders (a shallower one
+    would have been listed by its own path)."""
+    best: zipfile.ZipInfo | None = None
+    best_depth = -1
     for info in zf.infolist():
         if info.is_dir():
             continue
         decoded = entry_path(info).lstrip("/")
         if decoded == name:
             return info
-        top, _, rest = decoded.partition("/")
-        if top and rest == name and decoded.count("/") == depth + 1:
-            return info
-    return None
+        if decoded.endswith("/" + name) and decoded.count("/") > best_depth:
+            best, best_depth = info, decoded.count("/")
+    return best
 
 
 def iter_entry(zip_path: Path, info: zipfile.ZipInfo) -> Iterator[bytes]:

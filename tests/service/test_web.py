@@ -8,6 +8,7 @@ import re
 import zipfile
 from datetime import UTC, datetime, timedelta
 from html import unescape
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -490,6 +491,42 @@ def test_attachment_download(ui: TestClient, with_attachments: Submission) -> No
     # Only names the grader listed, never a path of our making.
     for name in ("secret.txt", "hw3/secret.txt", "../../etc/passwd", "model.py"):
         assert ui.get(base, params={"name": name}).status_code == 404, name
+
+
+def test_attachments_of_a_folder_in_a_folder_and_beside_it_download(
+    ui: TestClient, db: Session, settings: Settings, course: dict[str, Any], tmp_path: Path
+) -> None:
+    """Intake looks through hw/hw/ and lists a README beside it by its zip path: both download (the
+    lookup knew one top folder only)."""
+    from grader.intake import unpack
+
+    files: dict[str, str | bytes] = {
+        "README.md": "# beside",
+        "hw/hw/model.py": "x = 1\n",
+        "hw/hw/photos/推导.jpg": JPEG,
+        "hw/notes.md": "also beside",
+    }
+    (tmp_path / "hw.zip").write_bytes(make_zip(files))
+    listed = unpack(tmp_path / "hw.zip", tmp_path / "out").attachments  # as the grader lists them
+    assert listed == ["README.md", "hw/notes.md", "photos/推导.jpg"]
+    sub = graded_submission(
+        db,
+        settings,
+        course["students"]["张伟"],
+        course["assignment"],
+        score=0.9,
+        files=files,
+        attachments=listed,
+    )
+    db.commit()
+    base = f"/ui/submissions/{sub.id}/attachment"
+    for name, body in (
+        ("README.md", b"# beside"),
+        ("hw/notes.md", b"also beside"),
+        ("photos/推导.jpg", JPEG),
+    ):
+        response = ui.get(base, params={"name": name})
+        assert response.status_code == 200 and response.content == body, name
 
 
 def test_whole_zip_download(ui: TestClient, with_attachments: Submission) -> None:
