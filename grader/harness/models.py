@@ -101,8 +101,8 @@ class _Imports:
             or Path(rel).stem in ("sitecustomize", "usercustomize")
             or importlib.util.find_spec(Path(rel).stem) is not None
         }
-        # The root too, last (a student's `from models.net import Net`, or a pickle of a class from a
-        # package, imports from there even where no .py file sits at the root), then each file's folder.
+        # Each file's folder, and the root after them (a student's `from models.net import Net`, or a
+        # pickle of a class from a package, imports from there even where no .py file is at the root).
         for folder in [str(root), *(str((root / rel).parent) for rel in py_files)]:
             if folder not in sys.path:
                 sys.path.insert(0, folder)
@@ -159,9 +159,9 @@ class _Imports:
             except BaseException as e:
                 sys.modules.pop(name, None)
                 if not retry and self._beside_the_file(e, path):
-                    # A script in a folder that reads data/x.csv beside itself at import time, run
-                    # from its own folder when written: run it from there too (and stay, for reads
-                    # that come later).
+                    # A script in a folder that reads data/x.csv relative to itself at import time
+                    # (it was run from its own folder when written): import it again from there, and
+                    # stay there for the reads that come later.
                     os.chdir(path.parent)
                     continue
                 self.failures[rel] = f"{type(e).__name__}: {e}"
