@@ -378,6 +378,7 @@ def grade(
         unpacked = intake.unpack(Path(zip_path), tmp / "submission")
         timings["intake_s"] = time.perf_counter() - t
         report_kw["attachments"] = unpacked.attachments
+        report_kw["attachments_root"] = unpacked.top_folder
 
         t = time.perf_counter()
         prepared = evaluator.prepare(spec, unpacked.root, data_dir)

@@ -90,6 +90,9 @@ class GradeReport(BaseModel):
     error: ErrorInfo | None = None
     discovery: dict[str, Any] = Field(default_factory=dict)
     attachments: list[str] = Field(default_factory=list)
+    # The folders intake looked through ("hw" or "hw/hw"): `attachments` are relative to them, but for
+    # those that sat beside them, listed by their zip path.
+    attachments_root: str | None = None
     logs_tail: str = ""  # the student's code's own output (students see it)
     # For an `internal` error, where the grader itself failed: for the instructors, never shown to the
     # student (whose code did not cause it).

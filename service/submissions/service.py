@@ -543,6 +543,7 @@ def result_from_report(submission_id: int, attempt: int, report: GradeReport, no
         details={
             "discovery": data["discovery"],
             "attachments": data["attachments"],
+            "attachments_root": data["attachments_root"],
             "dataset": data["dataset"],
             "grader_version": report.grader_version,
             **({"grader_traceback": report.grader_traceback} if report.grader_traceback else {}),

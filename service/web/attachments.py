@@ -54,22 +54,23 @@ def content_disposition(name: str, *, inline: bool = False) -> str:
     return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{quote(base, safe='')}"
 
 
-def find_entry(zf: zipfile.ZipFile, name: str) -> zipfile.ZipInfo | None:
+def find_entry(zf: zipfile.ZipFile, name: str, details: dict[str, object] | None) -> zipfile.ZipInfo | None:
     """The entry for attachment `name`, as the intake reported it: relative to the folders it looked
-    through (hw/ or hw/hw/), or by its zip path when it sat beside them. An exact path wins; else
-    the deepest entry ending in /name, which is under the looked-through folders (a shallower one
-    would have been listed by its own path)."""
-    best: zipfile.ZipInfo | None = None
-    best_depth = -1
-    for info in zf.infolist():
-        if info.is_dir():
-            continue
-        decoded = entry_path(info).lstrip("/")
-        if decoded == name:
+    through (`details["attachments_root"]`, "hw" or "hw/hw"), or by its zip path when it sat beside
+    them. A result graded before the root was recorded knew one top folder at most."""
+    paths = {entry_path(info).lstrip("/"): info for info in zf.infolist() if not info.is_dir()}
+    if details is not None and "attachments_root" in details:
+        root = details["attachments_root"]
+        inside = f"{root}/{name}" if isinstance(root, str) and root else name
+        return paths.get(inside) or paths.get(name)
+    if name in paths:
+        return paths[name]
+    depth = name.count("/")
+    for decoded, info in paths.items():
+        top, _, rest = decoded.partition("/")
+        if top and rest == name and decoded.count("/") == depth + 1:
             return info
-        if decoded.endswith("/" + name) and decoded.count("/") > best_depth:
-            best, best_depth = info, decoded.count("/")
-    return best
+    return None
 
 
 def iter_entry(zip_path: Path, info: zipfile.ZipInfo) -> Iterator[bytes]:

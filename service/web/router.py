@@ -358,7 +358,7 @@ def download_attachment(
     path = _blob_path(request, submission)
     try:
         with zipfile.ZipFile(path) as zf:
-            info = attachments.find_entry(zf, name)
+            info = attachments.find_entry(zf, name, submission.result.details if submission.result else None)
     except (OSError, zipfile.BadZipFile):
         info = None
     if info is None:

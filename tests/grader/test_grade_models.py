@@ -53,6 +53,7 @@ def test_conventions_find_class_and_infer_kwargs_in_a_top_folder(tmp_path: Path)
         "kwargs": {"input_dim": 20, "output_dim": 4},
     }
     assert report.attachments == ["笔记.md"]
+    assert report.attachments_root == "作业2"  # where the listed names are in the zip
     assert (
         report.dataset is not None
         and report.dataset.n == len(report.metrics["confusion_matrix"]) * 0 + report.dataset.n

@@ -467,6 +467,7 @@ def with_attachments(db: Session, settings: Settings, course: dict[str, Any]) ->
             "hw3/secret.txt": "not listed",
         },
         attachments=["photos/推导.jpg", "notes.html"],
+        attachments_root="hw3",
     )
     db.commit()
     return sub
@@ -507,8 +508,8 @@ def test_attachments_of_a_folder_in_a_folder_and_beside_it_download(
         "hw/notes.md": "also beside",
     }
     (tmp_path / "hw.zip").write_bytes(make_zip(files))
-    listed = unpack(tmp_path / "hw.zip", tmp_path / "out").attachments  # as the grader lists them
-    assert listed == ["README.md", "hw/notes.md", "photos/推导.jpg"]
+    unpacked = unpack(tmp_path / "hw.zip", tmp_path / "out")  # as the grader lists them
+    assert unpacked.attachments == ["README.md", "hw/notes.md", "photos/推导.jpg"]
     sub = graded_submission(
         db,
         settings,
@@ -516,7 +517,8 @@ def test_attachments_of_a_folder_in_a_folder_and_beside_it_download(
         course["assignment"],
         score=0.9,
         files=files,
-        attachments=listed,
+        attachments=unpacked.attachments,
+        attachments_root=unpacked.top_folder,
     )
     db.commit()
     base = f"/ui/submissions/{sub.id}/attachment"
@@ -527,6 +529,32 @@ def test_attachments_of_a_folder_in_a_folder_and_beside_it_download(
     ):
         response = ui.get(base, params={"name": name})
         assert response.status_code == 200 and response.content == body, name
+
+
+def test_an_attachment_is_the_one_under_the_looked_through_folder_not_a_deeper_namesake(
+    ui: TestClient, db: Session, settings: Settings, course: dict[str, Any]
+) -> None:
+    """hw/notes.md is listed as notes.md, and hw/sub/notes.md as sub/notes.md: each name is one file."""
+    files: dict[str, str | bytes] = {"hw/model.py": "", "hw/notes.md": "top", "hw/sub/notes.md": "deeper"}
+    sub = graded_submission(
+        db,
+        settings,
+        course["students"]["张伟"],
+        course["assignment"],
+        score=0.9,
+        files=files,
+        attachments=["notes.md", "sub/notes.md"],
+        attachments_root="hw",
+    )
+    db.commit()
+    base = f"/ui/submissions/{sub.id}/attachment"
+    assert ui.get(base, params={"name": "notes.md"}).content == b"top"
+    assert ui.get(base, params={"name": "sub/notes.md"}).content == b"deeper"
+    # A result stored before the root was recorded: one top folder, as the intake then looked through.
+    assert sub.result is not None
+    sub.result.details = {k: v for k, v in sub.result.details.items() if k != "attachments_root"}
+    db.commit()
+    assert ui.get(base, params={"name": "notes.md"}).content == b"top"
 
 
 def test_whole_zip_download(ui: TestClient, with_attachments: Submission) -> None:
