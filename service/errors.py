@@ -88,6 +88,12 @@ class Invalid(ServiceError):
     code = "invalid_request"
 
 
+class UnusableValue(ServiceError):
+    """A value the database refused (status 400, as a value that could never be stored)."""
+
+    code = "invalid_request"
+
+
 class Conflict(ServiceError):
     status_code = 409
     code = "conflict"
@@ -248,14 +254,12 @@ def install_error_handlers(app: FastAPI) -> None:
         # The database refused a value from the request: a NUL character in a slug or a name
         # (Postgres text cannot hold one), a number past its column's range. The client's, not ours.
         log.warning("refused a value on %s %s: %s", request.method, request.url.path, str(exc.orig)[:200])
-        return JSONResponse(
-            {
-                "error": "invalid_request",
-                "detail": "A value in this request cannot be used: it has a NUL character, or a number out of "
-                "range. Check the ids and names in the URL, the query and the body.",
-                "detail_zh": "请求中的某个值无法使用：含有 NUL 字符，或数字超出范围。请检查 URL、查询参数和请求体中的编号与名称。",
-            },
-            status_code=400,
+        return error_response(
+            UnusableValue(
+                "A value in this request cannot be used: it has a NUL character, or a number out of range. "
+                "Check the ids and names in the URL, the query and the body.",
+                "请求中的某个值无法使用：含有 NUL 字符，或数字超出范围。请检查 URL、查询参数和请求体中的编号与名称。",
+            )
         )
 
     @app.exception_handler(OperationalError)
