@@ -191,8 +191,9 @@ def _model_first(rel: str) -> tuple[int, str]:
 
 
 # Folders whose files are never a submission's code, weights or scaler unless homework.toml names them
-# (as the function assignments skip them too): tools' copies, caches and environments.
-TOOL_DIRS = {"__MACOSX", "__pycache__", "node_modules", "venv", "site-packages"}
+# (as the function assignments skip them too): environments and packages. Intake already dropped
+# __MACOSX and __pycache__.
+TOOL_DIRS = {"node_modules", "venv", "site-packages"}
 
 
 def _in_tool_dir(rel: str) -> bool:
