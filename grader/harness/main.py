@@ -69,6 +69,7 @@ def _load_sibling(name: str) -> ModuleType:
     # Set again after execution: a module may declare a placeholder for type checkers.
     module.HarnessError = HarnessError  # type: ignore[attr-defined]
     module.hit_process_limit = hit_process_limit  # type: ignore[attr-defined]
+    module.allocation_failed = allocation_failed  # type: ignore[attr-defined]
     module.AVAILABLE_EN, module.AVAILABLE_ZH = AVAILABLE_EN, AVAILABLE_ZH  # type: ignore[attr-defined]
     return module
 
@@ -79,6 +80,15 @@ AVAILABLE = ["numpy", "torch", "pandas", "scikit-learn", "scipy", "joblib", "mat
 AVAILABLE += ["torchsummary", "mlxtend"]
 AVAILABLE_EN = "the standard library, " + ", ".join(AVAILABLE[:-1]) + " and " + AVAILABLE[-1]
 AVAILABLE_ZH = "标准库、" + "、".join(AVAILABLE[:-1]) + " 和 " + AVAILABLE[-1]
+
+
+def allocation_failed(e: BaseException) -> bool:
+    """Out of memory on the CPU: MemoryError, or torch's allocator failing under RLIMIT_AS
+    ("RuntimeError: ... can't allocate memory")."""
+    text = str(e)
+    return isinstance(e, MemoryError) or (
+        isinstance(e, RuntimeError) and ("can't allocate memory" in text or "DefaultCPUAllocator" in text)
+    )
 
 
 def hit_process_limit(text: str) -> bool:
@@ -146,9 +156,7 @@ def _raised(e: BaseException, limits: dict[str, Any]) -> dict[str, str]:
     (fork's EAGAIN, "can't start new thread"), or anything else as `crashed` with the exception."""
     text = f"{type(e).__name__}: {e}"
     mb = limits.get("memory_mb")
-    if isinstance(e, MemoryError) or (
-        isinstance(e, RuntimeError) and ("can't allocate memory" in text or "DefaultCPUAllocator" in text)
-    ):
+    if allocation_failed(e):
         limit_en, limit_zh = (f" (limit {mb} MB)", f"（{mb} MB）") if mb else ("", "")
         return {
             "code": "memory_limit",
